@@ -1,0 +1,36 @@
+# Two commands on a fresh machine with Python >= 3.10:  make demo  and  make test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: demo test lab lint bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
+		($(PYTHON) -m pip install --user -q virtualenv && $(PYTHON) -m virtualenv $(VENV))
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test,dask]"
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mlaas4hep-nb demo --out demo-output
+
+test: $(STAMP)
+	bash scripts/install-system-deps.sh
+	$(BIN)/python -m pytest
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check mlaas4hep_nb tests benchmarks
+	$(BIN)/ruff format --check mlaas4hep_nb tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_stream.py
+
+clean:
+	rm -rf $(VENV) demo-output test-artifacts .pytest_cache

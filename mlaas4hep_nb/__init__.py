@@ -1,0 +1,55 @@
+"""mlaas4hep_nb: Machine Learning as a Service for HEP, driven from Jupyter.
+
+Browse ROOT files, stream them into TensorFlow training inside the kernel,
+and serve the trained model over HTTP (TFaaS). Names are imported on first
+use, so ``import mlaas4hep_nb`` is quick and never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "list_trees": "sources",
+    "branches": "sources",
+    "preview": "sources",
+    "TreeInfo": "sources",
+    "BranchInfo": "sources",
+    "compute_specs": "specs",
+    "FeatureSpec": "specs",
+    "DataStream": "stream",
+    "Trainer": "train",
+    "LivePlot": "liveplot",
+    "TFaaSClient": "tfaas.client",
+}
+_SUBMODULES = ("datasets", "tfaas", "widgets")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+if TYPE_CHECKING:
+    from . import datasets, tfaas, widgets
+    from .liveplot import LivePlot
+    from .sources import BranchInfo, TreeInfo, branches, list_trees, preview
+    from .specs import FeatureSpec, compute_specs
+    from .stream import DataStream
+    from .tfaas.client import TFaaSClient
+    from .train import Trainer
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,170 @@
+"""The ``mlaas4hep-nb`` command: another view over the same public API as the widgets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _table(rows: Sequence[Sequence[object]], head: Sequence[str]) -> str:
+    cells = [[str(c) for c in row] for row in [head, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def browse_text(path: str | Sequence[str], tree: str | None = None) -> str:
+    """Trees, then the branches of each (or of ``tree``), as text tables."""
+    from .sources import branches, list_trees
+
+    trees = list_trees(path)
+    out = [
+        _table(
+            [(t.name, t.kind, t.entries, t.files) for t in trees],
+            ("tree", "kind", "entries", "files"),
+        )
+    ]
+    for info in trees:
+        if tree is not None and info.name != tree:
+            continue
+        rows = [
+            (
+                b.name,
+                b.typename,
+                b.dtype or "-",
+                "jagged" if b.jagged else "flat",
+                "yes" if b.supported else f"no: {b.reason}",
+            )
+            for b in branches(path, info.name)
+        ]
+        out.append(
+            f"\n{info.name}:\n" + _table(rows, ("branch", "type", "dtype", "shape", "usable"))
+        )
+    return "\n".join(out)
+
+
+def _cmd_make_data(args: argparse.Namespace) -> None:
+    from .datasets import make_tth
+
+    files = make_tth(
+        args.out, args.signal, args.background, seed=args.seed, fmt=args.fmt, n_files=args.files
+    )
+    for label, paths in files.items():
+        print(f"label {label}: " + " ".join(paths))
+
+
+def _cmd_browse(args: argparse.Namespace) -> None:
+    print(browse_text(args.paths, args.tree))
+
+
+def _cmd_specs(args: argparse.Namespace) -> None:
+    from .specs import compute_specs
+
+    spec = compute_specs(
+        args.paths,
+        tree=args.tree,
+        branches=args.branches,
+        exclude=args.exclude,
+        max_len=args.max_len,
+        cut=args.cut,
+        cache=not args.no_cache,
+    )
+    print(spec.summary())
+    if args.out:
+        print(f"saved {spec.save(args.out)}")
+
+
+def stream_rate(stream, progress: bool = True) -> tuple[int, float]:
+    """Stream every event once with a progress bar; return (events, events per second)."""
+    from .progress import progress_bar
+
+    start = time.perf_counter()
+    n = 0
+    with progress_bar(stream.n_events, "stream", enabled=progress) as bar:
+        for _, _, y in stream.chunks():
+            n += len(y)
+            bar.update(len(y))
+    return n, n / (time.perf_counter() - start)
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .datasets import make_tth
+    from .stream import DataStream
+
+    out = Path(args.out)
+    print(f"== 1. writing the synthetic ttH dataset to {out / 'data'}")
+    files = make_tth(out / "data", args.events, args.events, n_files=2)
+    print(browse_text(files[1][0], "Events"))
+    print("\n== 2. feature summary")
+    stream = DataStream(files, chunk_size=10_000, batch_size=256)
+    print(stream.spec.summary())
+    print(f"\n== 3. streaming {stream}")
+    n, rate = stream_rate(stream)
+    print(f"streamed {n} events at {rate:,.0f} events/s")
+    stream.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlaas4hep-nb",
+        description="Machine Learning as a Service for HEP: browse, stream, train, serve.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-data", help="write the synthetic ttH (signal) / ttbar dataset")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--signal", type=int, default=50_000)
+    p.add_argument("--background", type=int, default=50_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fmt", choices=("TTree", "RNTuple"), default="TTree")
+    p.add_argument("--files", type=int, default=1, help="files per class")
+    p.set_defaults(run=_cmd_make_data)
+
+    p = sub.add_parser("browse", help="list trees and branches of ROOT files")
+    p.add_argument("paths", nargs="+", help="files, globs or root:// / https:// URLs")
+    p.add_argument("--tree", help="show the branches of this tree only")
+    p.set_defaults(run=_cmd_browse)
+
+    p = sub.add_parser("specs", help="compute the feature spec (pad lengths, ranges)")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--tree", default="Events")
+    p.add_argument("--branches", nargs="+", help="names or glob patterns")
+    p.add_argument("--exclude", nargs="*", default=["run", "event", "luminosityBlock"])
+    p.add_argument("--max-len", type=int, help="cap on jagged pad lengths")
+    p.add_argument("--cut", help="uproot cut expression")
+    p.add_argument("--out", help="write the spec as JSON here")
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(run=_cmd_specs)
+
+    p = sub.add_parser("demo", help="run the whole job end to end on generated data")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--events", type=int, default=50_000, help="events per class")
+    p.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlaas4hep-nb`` console script."""
+    from .errors import EmptyDataError, SchemaError, SourceError
+
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (SourceError, SchemaError, EmptyDataError) as err:
+        print(f"mlaas4hep-nb: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

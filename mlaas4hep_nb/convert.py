@@ -1,0 +1,122 @@
+"""Turn columns of flat and jagged values into a padded, normalised float32 matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import awkward as ak
+import numpy as np
+
+if TYPE_CHECKING:
+    from .specs import BranchSpec, FeatureSpec
+
+__all__ = ["NORMALIZATIONS", "Converter", "jagged_parts"]
+
+NORMALIZATIONS = ("minmax", "standard", None)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def jagged_parts(array: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts, start offsets into ``content``, and the flat content of a one-level jagged array."""
+    layout = array.layout
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(
+        layout.content, ak.contents.NumpyArray
+    ):
+        offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+        return np.diff(offsets), offsets[:-1], np.asarray(layout.content.data)
+    counts = ak.to_numpy(ak.num(array, axis=1)).astype(np.int64, copy=False)
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    return counts, starts, ak.to_numpy(ak.flatten(array, axis=1))
+
+
+def _scaling(branch: BranchSpec, normalize: str | None) -> tuple[float, float]:
+    """Offset and scale so that ``(x - offset) * scale`` is normalised."""
+    if normalize == "minmax":
+        offset, width = branch.min, None if branch.min is None else branch.max - branch.min
+    elif normalize == "standard":
+        offset, width = branch.mean, branch.std
+    else:
+        return 0.0, 1.0
+    # a constant (or never seen) branch carries no information: map it to 0
+    if offset is None or width is None or width <= 0:
+        return 0.0, 0.0
+    return offset, 1.0 / width
+
+
+class _Slots:
+    """Where the values of jagged branches that share one counter go in the matrix."""
+
+    def __init__(self, counts: np.ndarray, starts: np.ndarray, pad: int, width: int) -> None:
+        self.counts = counts
+        slots = np.arange(pad)
+        self.filled = slots < counts[:, None]
+        rows = np.arange(len(counts), dtype=np.int64)[:, None] * width
+        self.target = (rows + slots)[self.filled]
+        self.source = (starts[:, None] + slots)[self.filled]
+
+
+class Converter:
+    """Fill ``(X, mask)`` from columns as a `FeatureSpec` lays them out.
+
+    Flat branches take one column, a jagged branch ``pad`` columns; padded
+    slots are 0 in X and False in the mask. NaN and inf are replaced by 0,
+    masked, and counted per branch.
+    """
+
+    def __init__(self, spec: FeatureSpec, normalize: str | None = "minmax") -> None:
+        if normalize not in NORMALIZATIONS:
+            msg = f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}"
+            raise ValueError(msg)
+        self.spec = spec
+        self.normalize = normalize
+        self._scalings = [_scaling(branch, normalize) for branch in spec.branches]
+        self._starts = np.cumsum([0] + [b.pad for b in spec.branches])[:-1].tolist()
+
+    def __call__(
+        self, columns: Mapping[str, ak.Array]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        n = len(next(iter(columns.values()))) if columns else 0
+        width = self.spec.n_features
+        x = np.zeros((n, width), dtype=np.float32)
+        mask = np.zeros((n, width), dtype=bool)
+        flat_x, flat_mask = x.reshape(-1), mask.reshape(-1)
+        slots: _Slots | None = None
+        nonfinite: dict[str, int] = {}
+        for branch, start, (offset, scale) in zip(
+            self.spec.branches, self._starts, self._scalings, strict=True
+        ):
+            if branch.jagged:
+                if branch.pad == 0:
+                    continue
+                counts, starts, content = jagged_parts(columns[branch.name])
+                # branches sharing a counter (Jet_pt, Jet_eta, ...) share one slot layout
+                if (
+                    slots is None
+                    or slots.filled.shape[1] != branch.pad
+                    or not np.array_equal(slots.counts, counts)
+                ):
+                    slots = _Slots(counts, starts, branch.pad, width)
+                values = content[slots.source].astype(np.float32)
+                target = slots.target + start
+            else:
+                values = ak.to_numpy(columns[branch.name]).astype(np.float32)
+                target = None
+            if self.normalize is not None:
+                values -= np.float32(offset)
+                values *= np.float32(scale)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                nonfinite[branch.name] = int(bad.sum())
+                values[bad] = 0.0
+            if target is None:
+                x[:, start] = values
+                mask[:, start] = ~bad
+            else:
+                flat_x[target] = values
+                flat_mask[target] = ~bad
+        return x, mask, nonfinite

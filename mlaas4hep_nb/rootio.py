@@ -1,0 +1,280 @@
+"""Open ROOT files and read columns from TTrees and RNTuples alike.
+
+TTree and RNTuple differ in how they list and read their columns; each
+difference is one function registered per uproot type (``HasBranches`` for
+TTree, ``HasFields`` for RNTuple), as uproot-browser does.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import awkward as ak
+import uproot
+from uproot.behaviors.RNTuple import HasFields
+from uproot.behaviors.TBranch import HasBranches
+
+from .errors import SchemaError, SourceError
+from .paths import is_remote
+
+__all__ = [
+    "Column",
+    "cluster_starts",
+    "columns",
+    "kind_of",
+    "open_file",
+    "open_tree",
+    "read_columns",
+    "tree_names",
+]
+
+#: Seconds before a remote open or read gives up.
+REMOTE_TIMEOUT = int(os.environ.get("MLAAS4HEP_NB_TIMEOUT", "30"))
+
+_TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
+_LIST_FORMS = (ak.forms.ListOffsetForm, ak.forms.ListForm, ak.forms.RegularForm)
+_OPTION_FORMS = (
+    ak.forms.IndexedOptionForm,
+    ak.forms.IndexedForm,
+    ak.forms.UnmaskedForm,
+    ak.forms.ByteMaskedForm,
+    ak.forms.BitMaskedForm,
+)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass(frozen=True)
+class Column:
+    """One readable column: its name, numeric dtype, list depth and why it is unusable."""
+
+    name: str
+    typename: str
+    title: str
+    dtype: str | None
+    depth: int
+    problem: str | None
+
+    @property
+    def jagged(self) -> bool:
+        return self.depth >= 1
+
+    @property
+    def supported(self) -> bool:
+        return self.problem is None
+
+
+def _configure_xrootd() -> None:
+    # The XRootD client retries a dead host for minutes by default; fail in REMOTE_TIMEOUT.
+    try:
+        from XRootD.client import EnvPutInt
+    except ImportError:
+        return
+    window = int(REMOTE_TIMEOUT)
+    EnvPutInt("ConnectionWindow", int(os.environ.get("XRD_CONNECTIONWINDOW", window)))
+    EnvPutInt("ConnectionRetry", int(os.environ.get("XRD_CONNECTIONRETRY", 1)))
+    EnvPutInt("RequestTimeout", int(os.environ.get("XRD_REQUESTTIMEOUT", window)))
+
+
+_configure_xrootd = functools.cache(_configure_xrootd)
+
+
+def open_file(path: str) -> uproot.ReadOnlyDirectory:
+    """Open a local or remote ROOT file; errors name the file and say what is wrong."""
+    options: dict = {"array_cache": None, "object_cache": None}
+    if is_remote(path):
+        if path.startswith(("root://", "xroot://")):
+            _configure_xrootd()
+        options["timeout"] = REMOTE_TIMEOUT
+    else:
+        _check_local(path)
+        options["handler"] = uproot.source.file.MemmapSource
+    try:
+        directory = uproot.open(path, **options)
+    except Exception as err:
+        msg = f"cannot open {path} as a ROOT file: {type(err).__name__}: {err}"
+        raise SourceError(msg) from err
+    size, expected = directory.file.source.num_bytes, directory.file.fEND
+    if size is not None and size < expected:
+        msg = f"{path} is truncated: its header says {expected} bytes, it holds {size}"
+        raise SourceError(msg)
+    return directory
+
+
+def _check_local(path: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except FileNotFoundError:
+        msg = f"ROOT file not found: {path}"
+        raise SourceError(msg) from None
+    except OSError as err:
+        msg = f"cannot read {path}: {err}"
+        raise SourceError(msg) from err
+    if magic != b"root":
+        msg = f"{path} is not a ROOT file (it starts with {magic!r}, not b'root')"
+        raise SourceError(msg)
+
+
+def tree_names(directory: uproot.ReadOnlyDirectory) -> dict[str, str]:
+    """Every TTree and RNTuple in the file, nested directories included: path -> class."""
+    found = directory.classnames(recursive=True, cycle=False)
+    return {name: cls for name, cls in found.items() if cls in _TREE_CLASSES}
+
+
+def open_tree(path: str, tree: str):
+    """Open ``tree`` (a TTree or RNTuple, ``dir/name`` for nested ones) in the file at ``path``."""
+    directory = open_file(path)
+    try:
+        found = tree_names(directory)
+    except Exception as err:
+        msg = f"cannot read the directory of {path} (truncated or damaged?): {err}"
+        raise SourceError(msg) from err
+    if tree not in found:
+        msg = f"no tree {tree!r} in {path}; it holds {sorted(found) or 'no trees'}"
+        raise SchemaError(msg)
+    try:
+        return directory[tree]
+    except Exception as err:
+        msg = f"cannot read tree {tree!r} in {path} (truncated or damaged?): {err}"
+        raise SourceError(msg) from err
+
+
+def kind_of(tree) -> str:
+    """``"TTree"`` or ``"RNTuple"``."""
+    return "RNTuple" if isinstance(tree, HasFields) else "TTree"
+
+
+def _classify(form: ak.forms.Form) -> tuple[str | None, int, str | None]:
+    """Numeric dtype, list depth and the problem (None when usable) of an awkward form."""
+    depth = 0
+    while True:
+        if form.parameters.get("__array__") in ("string", "bytestring", "char", "byte"):
+            return None, depth, "strings cannot be numeric features"
+        if isinstance(form, _LIST_FORMS):
+            depth += 1
+            form = form.content
+        elif isinstance(form, _OPTION_FORMS):
+            form = form.content
+        else:
+            break
+    if isinstance(form, ak.forms.RecordForm):
+        return None, depth, "objects (records, TLorentzVector, ...) cannot be numeric features"
+    if not isinstance(form, ak.forms.NumpyForm):
+        return None, depth, f"{type(form).__name__} cannot be a numeric feature"
+    depth += len(form.inner_shape)
+    dtype = form.primitive
+    if not (dtype == "bool" or dtype.startswith(("int", "uint", "float"))):
+        return dtype, depth, f"{dtype} cannot be a numeric feature"
+    if depth > 1:
+        return dtype, depth, "nested vectors cannot be padded to fixed-size features"
+    return dtype, depth, None
+
+
+@functools.singledispatch
+def columns(tree) -> dict[str, Column]:
+    """Every leaf column of a TTree or RNTuple, in the tree's order."""
+    msg = f"{type(tree).__name__} is neither a TTree nor an RNTuple"
+    raise TypeError(msg)
+
+
+@columns.register
+def _(tree: HasBranches) -> dict[str, Column]:
+    found = {}
+    for name, branch in tree.iteritems(recursive=True, full_paths=True):
+        if branch.branches:
+            continue  # a split object: its leaves are listed on their own
+        try:
+            dtype, depth, problem = _classify(branch.interpretation.awkward_form(branch.file))
+        except Exception as err:
+            dtype, depth, problem = None, 0, f"uproot cannot interpret it ({err})"
+        found[name] = Column(name, branch.typename, branch.title, dtype, depth, problem)
+    return found
+
+
+def _leaf_form(form: ak.forms.Form, path: Iterable[str]) -> ak.forms.Form:
+    """The form of one leaf field, keeping the lists that enclose it."""
+    for part in path:
+        wrappers = []
+        while not isinstance(form, ak.forms.RecordForm):
+            wrappers.append(form)
+            form = form.content
+        form = form.content(part)
+        for wrapper in reversed(wrappers):
+            form = wrapper.copy(content=form)
+    return form
+
+
+@columns.register
+def _(tree: HasFields) -> dict[str, Column]:
+    found = {}
+    for name in tree.keys(recursive=True, full_paths=True):
+        field = tree[name]
+        if field.keys():
+            continue  # a record: its leaves are listed on their own
+        try:
+            form, path = field.to_akform()
+            dtype, depth, problem = _classify(_leaf_form(form, path))
+        except Exception as err:
+            dtype, depth, problem = None, 0, f"uproot cannot interpret it ({err})"
+        found[name] = Column(name, field.typename, field.description or "", dtype, depth, problem)
+    return found
+
+
+def read_columns(tree, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+    """Read entries ``[start, stop)`` of the named columns: name -> awkward array."""
+    try:
+        return _read(tree, names, start, stop)
+    except Exception as err:
+        where = f"{tree.file.file_path}:{tree.object_path.lstrip('/').split(';')[0]}"
+        msg = (
+            f"cannot read entries {start}-{stop} of {where} (truncated, damaged or "
+            f"unreachable?): {type(err).__name__}: {err}"
+        )
+        raise SourceError(msg) from err
+
+
+@functools.singledispatch
+def _read(tree, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+    msg = f"{type(tree).__name__} is neither a TTree nor an RNTuple"
+    raise TypeError(msg)
+
+
+@_read.register
+def _(tree: HasBranches, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+    wanted = set(names)
+    arrays = tree.arrays(
+        filter_name=lambda name: name in wanted, entry_start=start, entry_stop=stop
+    )
+    return {name: arrays[name] for name in names}
+
+
+@_read.register
+def _(tree: HasFields, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+    wanted = {name.split(".", 1)[0] for name in names} | set(names)
+    arrays = tree.arrays(
+        filter_name=lambda name: name in wanted, entry_start=start, entry_stop=stop
+    )
+    return {name: arrays[tuple(name.split("."))] for name in names}
+
+
+@functools.singledispatch
+def cluster_starts(tree) -> list[int]:
+    """Entry numbers where every column starts a new basket (TTree) or cluster (RNTuple)."""
+    msg = f"{type(tree).__name__} is neither a TTree nor an RNTuple"
+    raise TypeError(msg)
+
+
+@cluster_starts.register
+def _(tree: HasBranches) -> list[int]:
+    return [int(offset) for offset in tree.common_entry_offsets()]
+
+
+@cluster_starts.register
+def _(tree: HasFields) -> list[int]:
+    return [int(c.num_first_entry) for c in tree.cluster_summaries] + [int(tree.num_entries)]

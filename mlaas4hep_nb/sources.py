@@ -1,0 +1,142 @@
+"""Browse ROOT files: the trees they hold, their branches, a histogram of one branch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import awkward as ak
+import hist
+import numpy as np
+
+from .errors import SchemaError
+from .parallel import map_ordered
+from .paths import PathLike, expand
+from .rootio import columns, kind_of, open_file, open_tree, read_columns, tree_names
+
+__all__ = ["BranchInfo", "TreeInfo", "branches", "list_trees", "preview"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass(frozen=True)
+class TreeInfo:
+    """A TTree or RNTuple: its path in the file(s), kind, total entries and number of files."""
+
+    name: str
+    kind: str
+    entries: int
+    files: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BranchInfo:
+    """A branch (TTree) or leaf field (RNTuple) and whether it can become numeric features."""
+
+    name: str
+    dtype: str | None
+    jagged: bool
+    title: str
+    typename: str
+    supported: bool
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _trees_in(path: str) -> list[TreeInfo]:
+    directory = open_file(path)
+    infos = []
+    for name in tree_names(directory):
+        tree = directory[name]
+        infos.append(TreeInfo(name, kind_of(tree), int(tree.num_entries)))
+    return infos
+
+
+def list_trees(path: PathLike) -> list[TreeInfo]:
+    """Every TTree and RNTuple in the file(s), nested TDirectories included.
+
+    For several files (a glob or a list), entries are summed per tree name and
+    ``files`` counts the files that hold it.
+    """
+    merged: dict[str, TreeInfo] = {}
+    for infos in map_ordered(_trees_in, expand(path)):
+        for info in infos:
+            seen = merged.get(info.name)
+            if seen is None:
+                merged[info.name] = info
+            else:
+                merged[info.name] = TreeInfo(
+                    info.name, seen.kind, seen.entries + info.entries, seen.files + 1
+                )
+    return list(merged.values())
+
+
+def branches(path: PathLike, tree: str = "Events") -> list[BranchInfo]:
+    """The branches of ``tree`` in the (first) file, unsupported types flagged, not hidden."""
+    first = expand(path)[0]
+    return [
+        BranchInfo(
+            name=col.name,
+            dtype=col.dtype,
+            jagged=col.jagged,
+            title=col.title,
+            typename=col.typename,
+            supported=col.supported,
+            reason=col.problem,
+        )
+        for col in columns(open_tree(first, tree)).values()
+    ]
+
+
+def _axis(values: np.ndarray, dtype: str, bins: int, name: str) -> hist.axis.AxisProtocol:
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if (dtype == "bool" or dtype.startswith(("int", "uint"))) and high - low < bins:
+        return hist.axis.Integer(int(low), int(high) + 1, name=name, label=name)
+    if high <= low:
+        high = low + 1.0
+    return hist.axis.Regular(bins, low, np.nextafter(high, np.inf), name=name, label=name)
+
+
+def preview(
+    path: PathLike,
+    tree: str,
+    branch: str,
+    bins: int = 50,
+    entry_stop: int | None = None,
+) -> hist.Hist:
+    """A histogram of ``branch`` (jagged values flattened), reading only that branch.
+
+    ``entry_stop`` limits the number of entries read, across files in order.
+    """
+    parts = []
+    remaining = entry_stop
+    dtype = "float64"
+    for file in expand(path):
+        handle = open_tree(file, tree)
+        column = columns(handle).get(branch)
+        if column is None:
+            msg = f"branch {branch!r} missing in {file} (tree {tree!r})"
+            raise SchemaError(msg)
+        if not column.supported:
+            msg = f"branch {branch!r} in {file} cannot be histogrammed: {column.problem}"
+            raise SchemaError(msg)
+        dtype = column.dtype or dtype
+        stop = handle.num_entries if remaining is None else min(remaining, handle.num_entries)
+        array = read_columns(handle, [branch], 0, stop)[branch]
+        parts.append(np.asarray(ak.flatten(array, axis=None), dtype=np.float64))
+        if remaining is not None:
+            remaining -= stop
+            if remaining <= 0:
+                break
+    values = np.concatenate(parts)
+    values = values[np.isfinite(values)]
+    axis = _axis(values, dtype, bins, branch)
+    histogram = hist.Hist(axis, storage=hist.storage.Double())
+    histogram.fill(values.astype(np.int64) if isinstance(axis, hist.axis.Integer) else values)
+    return histogram

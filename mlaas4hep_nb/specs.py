@@ -1,0 +1,356 @@
+"""FeatureSpec: what each selected branch becomes as features, and compute_specs to measure it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from .convert import jagged_parts
+from .cuts import cut_symbols, evaluate_cut
+from .errors import EmptyDataError
+from .parallel import map_ordered
+from .paths import PathLike, expand, file_identity
+from .progress import progress_bar
+from .rootio import Column, open_tree, read_columns
+from .selection import DEFAULT_EXCLUDE, FileMeta, scan, select
+
+__all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "compute_specs"]
+
+SPEC_VERSION = 1
+_SPEC_CHUNK = 100_000
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    """One branch: flat or jagged, its pad length and the statistics of its finite values."""
+
+    name: str
+    dtype: str
+    jagged: bool
+    pad: int
+    max_multiplicity: int
+    count: int
+    nonfinite: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    std: float | None
+
+    @property
+    def features(self) -> list[str]:
+        if not self.jagged:
+            return [self.name]
+        return [f"{self.name}_{i}" for i in range(self.pad)]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The feature layout of a selection: branches in order, each with its statistics."""
+
+    tree: str
+    branches: tuple[BranchSpec, ...]
+    cut: str | None = None
+    n_events: int = 0
+    files: tuple[str, ...] = ()
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    fingerprint: str | None = None
+
+    @property
+    def features(self) -> list[str]:
+        """Feature names: ``MET_pt``, ``Jet_pt_0`` ... ``Jet_pt_{pad-1}``."""
+        return [name for branch in self.branches for name in branch.features]
+
+    @property
+    def n_features(self) -> int:
+        return sum(branch.pad for branch in self.branches)
+
+    def branch(self, name: str) -> BranchSpec:
+        for branch in self.branches:
+            if branch.name == name:
+                return branch
+        msg = f"no branch {name!r} in this FeatureSpec; it has {[b.name for b in self.branches]}"
+        raise KeyError(msg)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": SPEC_VERSION,
+            "tree": self.tree,
+            "cut": self.cut,
+            "n_events": self.n_events,
+            "files": list(self.files),
+            "skipped": dict(self.skipped),
+            "fingerprint": self.fingerprint,
+            "features": self.features,
+            "branches": [asdict(branch) for branch in self.branches],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> FeatureSpec:
+        if data.get("version") != SPEC_VERSION:
+            msg = f"FeatureSpec version {data.get('version')!r} is not {SPEC_VERSION}"
+            raise ValueError(msg)
+        return cls(
+            tree=data["tree"],
+            branches=tuple(BranchSpec(**branch) for branch in data["branches"]),
+            cut=data.get("cut"),
+            n_events=data.get("n_events", 0),
+            files=tuple(data.get("files", ())),
+            skipped=dict(data.get("skipped", {})),
+            fingerprint=data.get("fingerprint"),
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FeatureSpec:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def summary(self) -> str:
+        """A text table: one row per branch."""
+        head = f"{'branch':<22} {'kind':<7} {'pad':>4} {'min':>11} {'max':>11} {'mean':>11}"
+        rows = [head + f" {'std':>11} {'nan/inf':>7}", "-" * (len(head) + 20)]
+        for b in self.branches:
+            stats = " ".join(
+                f"{v:>11.4g}" if v is not None else f"{'-':>11}"
+                for v in (b.min, b.max, b.mean, b.std)
+            )
+            kind = "jagged" if b.jagged else "flat"
+            rows.append(f"{b.name:<22} {kind:<7} {b.pad:>4} {stats} {b.nonfinite:>7}")
+        rows.append(
+            f"{self.n_features} features from {len(self.branches)} branches, "
+            f"{self.n_events} events in {len(self.files)} files"
+        )
+        rows.extend(f"skipped {name}: {why}" for name, why in self.skipped.items())
+        return "\n".join(rows)
+
+
+def cache_dir() -> Path:
+    """Where specs are cached: ``$MLAAS4HEP_NB_CACHE`` or ``~/.cache/mlaas4hep_nb``."""
+    base = os.environ.get("MLAAS4HEP_NB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlaas4hep_nb"
+    )
+    return Path(base) / "specs"
+
+
+# --- the statistics pass ------------------------------------------------------------
+
+
+def _moments(values: np.ndarray, max_multiplicity: int) -> dict:
+    finite = values[np.isfinite(values)]
+    part = {
+        "count": int(finite.size),
+        "nonfinite": int(values.size - finite.size),
+        "max_multiplicity": int(max_multiplicity),
+        "min": None,
+        "max": None,
+        "mean": 0.0,
+        "m2": 0.0,
+    }
+    if finite.size:
+        mean = float(finite.mean())
+        part.update(
+            min=float(finite.min()),
+            max=float(finite.max()),
+            mean=mean,
+            m2=float(np.square(finite - mean).sum()),
+        )
+    return part
+
+
+def _merge(a: dict, b: dict) -> dict:
+    """Combine two partial statistics exactly (Chan et al.'s parallel variance)."""
+    n = a["count"] + b["count"]
+    merged = {
+        "count": n,
+        "nonfinite": a["nonfinite"] + b["nonfinite"],
+        "max_multiplicity": max(a["max_multiplicity"], b["max_multiplicity"]),
+        "min": min((v for v in (a["min"], b["min"]) if v is not None), default=None),
+        "max": max((v for v in (a["max"], b["max"]) if v is not None), default=None),
+    }
+    if n == 0:
+        return {**merged, "mean": 0.0, "m2": 0.0}
+    delta = b["mean"] - a["mean"]
+    merged["mean"] = a["mean"] + delta * b["count"] / n
+    merged["m2"] = a["m2"] + b["m2"] + delta * delta * a["count"] * b["count"] / n
+    return merged
+
+
+def _column_partial(column: Column, array: ak.Array, cap: int | None) -> dict:
+    if column.depth == 0:
+        return _moments(np.asarray(ak.to_numpy(array), dtype=np.float64), 1)
+    counts, starts, content = jagged_parts(array)
+    longest = int(counts.max()) if counts.size else 0
+    if cap is not None and longest > cap:
+        local = np.arange(content.size) - np.repeat(starts, counts)
+        content = content[local < cap]
+    return _moments(np.asarray(content, dtype=np.float64), longest)
+
+
+def file_partial(
+    meta: FileMeta,
+    tree: str,
+    selected: Sequence[Column],
+    cut: str | None,
+    caps: Mapping[str, int | None],
+    step: int = _SPEC_CHUNK,
+    on_progress=None,
+) -> dict:
+    """Partial statistics of one file: events passing the cut and per-branch moments."""
+    names = [column.name for column in selected]
+    cut_names = cut_symbols(cut, list(meta.columns), f"{meta.path}:{tree}") if cut else []
+    handle = open_tree(meta.path, tree)
+    partial: dict = {"events": 0, "branches": {}}
+    for start in range(0, meta.entries, step):
+        stop = min(start + step, meta.entries)
+        arrays = read_columns(handle, list(dict.fromkeys(names + cut_names)), start, stop)
+        if cut:
+            passed = evaluate_cut(cut, arrays, f"{meta.path}:{tree}")
+            arrays = {name: arrays[name][passed] for name in names}
+        partial["events"] += len(arrays[names[0]])
+        for column in selected:
+            part = _column_partial(column, arrays[column.name], caps[column.name])
+            seen = partial["branches"].get(column.name)
+            partial["branches"][column.name] = part if seen is None else _merge(seen, part)
+        if on_progress is not None:
+            on_progress(stop - start)
+    return partial
+
+
+def _branch_spec(column: Column, stats: dict, cap: int | None) -> BranchSpec:
+    longest = stats["max_multiplicity"] if column.jagged else 1
+    pad = min(longest, cap) if (column.jagged and cap is not None) else longest
+    std = math.sqrt(stats["m2"] / stats["count"]) if stats["count"] else None
+    return BranchSpec(
+        name=column.name,
+        dtype=column.dtype,
+        jagged=column.jagged,
+        pad=int(pad),
+        max_multiplicity=int(longest),
+        count=stats["count"],
+        nonfinite=stats["nonfinite"],
+        min=stats["min"],
+        max=stats["max"],
+        mean=stats["mean"] if stats["count"] else None,
+        std=std,
+    )
+
+
+def _caps(selected: Sequence[Column], max_len: int | Mapping[str, int] | None) -> dict:
+    if isinstance(max_len, Mapping):
+        unknown = set(max_len) - {c.name for c in selected}
+        if unknown:
+            msg = f"max_len names branches that are not selected: {sorted(unknown)}"
+            raise ValueError(msg)
+        return {c.name: max_len.get(c.name) for c in selected}
+    return {c.name: max_len for c in selected}
+
+
+def _fingerprint(files: Sequence[str], **selection) -> str:
+    identities = list(map_ordered(file_identity, files))
+    blob = json.dumps(
+        {"version": SPEC_VERSION, "files": identities, **selection}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _flatten_sources(files: PathLike | Mapping) -> list[str]:
+    if isinstance(files, Mapping):
+        return [path for group in files.values() for path in expand(group)]
+    return expand(files)
+
+
+def compute_specs(
+    files: PathLike | Mapping,
+    tree: str = "Events",
+    branches: Sequence[str] | None = None,
+    exclude: Sequence[str] = DEFAULT_EXCLUDE,
+    max_len: int | Mapping[str, int] | None = None,
+    cut: str | None = None,
+    *,
+    cache: bool = True,
+    progress: bool = True,
+    client=None,
+) -> FeatureSpec:
+    """Measure the selected branches over all files in one vectorised pass.
+
+    Parameters
+    ----------
+    files : a path, URL, glob, list of them, or ``{label: files}``.
+    tree : the TTree or RNTuple name (``dir/name`` when nested).
+    branches : names or glob patterns, in the order the features should take;
+        None selects every supported branch in the tree's order.
+    exclude : patterns left out of globs and of the default selection.
+    max_len : cap on the pad length of jagged branches, one int or ``{branch: int}``.
+    cut : an uproot cut expression; statistics cover only the events that pass.
+    cache : reuse a spec computed before for the very same files and selection.
+    progress : show a progress bar.
+    client : a ``dask.distributed.Client`` to compute per-file statistics on a cluster.
+    """
+    paths = _flatten_sources(files)
+    exclude = tuple(exclude)
+    key = None
+    if cache:
+        key = _fingerprint(
+            paths, tree=tree, branches=branches, exclude=exclude, max_len=max_len, cut=cut
+        )
+        cached = cache_dir() / f"{key}.json"
+        if cached.exists():
+            return FeatureSpec.load(cached)
+    metas = scan(paths, tree)
+    selected, skipped = select(metas, tree, branches, exclude)
+    caps = _caps(selected, max_len)
+    partials = _partials(metas, tree, selected, cut, caps, progress, client)
+    total: dict = {"events": 0, "branches": {}}
+    for partial in partials:
+        total["events"] += partial["events"]
+        for name, part in partial["branches"].items():
+            seen = total["branches"].get(name)
+            total["branches"][name] = part if seen is None else _merge(seen, part)
+    if total["events"] == 0:
+        where = "the cut " + repr(cut) if cut else "the tree"
+        msg = f"{where} leaves no events in {len(paths)} file(s) of tree {tree!r}"
+        raise EmptyDataError(msg)
+    spec = FeatureSpec(
+        tree=tree,
+        branches=tuple(_branch_spec(c, total["branches"][c.name], caps[c.name]) for c in selected),
+        cut=cut,
+        n_events=total["events"],
+        files=tuple(paths),
+        skipped=skipped,
+        fingerprint=key,
+    )
+    if key is not None:
+        spec.save(cache_dir() / f"{key}.json")
+    return spec
+
+
+def _partials(metas, tree, selected, cut, caps, progress, client) -> list[dict]:
+    if client is not None:
+        from .distributed import map_partials
+
+        return map_partials(client, metas, tree, selected, cut, caps)
+    total = sum(meta.entries for meta in metas)
+    with progress_bar(total, "specs", enabled=progress) as bar:
+        return [file_partial(m, tree, selected, cut, caps, on_progress=bar.update) for m in metas]
+
+
+def with_fingerprint(spec: FeatureSpec, fingerprint: str | None) -> FeatureSpec:
+    return replace(spec, fingerprint=fingerprint)

@@ -1,0 +1,120 @@
+"""Fixtures: generated ttH files, and real XRootD and HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import mlaas4hep_nb as mn
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout}s")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _spec_cache(tmp_path_factory):
+    """Keep the spec cache of the tests out of the user's home."""
+    os.environ["MLAAS4HEP_NB_CACHE"] = str(tmp_path_factory.mktemp("spec-cache"))
+
+
+@pytest.fixture(scope="session")
+def tth(tmp_path_factory) -> dict[int, list[str]]:
+    """3,000 signal and 3,000 background events in two files each (TTree)."""
+    return mn.datasets.make_tth(tmp_path_factory.mktemp("tth"), 3000, 3000, n_files=2)
+
+
+@pytest.fixture(scope="session")
+def tth_rntuple(tmp_path_factory) -> dict[int, list[str]]:
+    """The same events as ``tth``, written as RNTuples."""
+    return mn.datasets.make_tth(tmp_path_factory.mktemp("tthn"), 3000, 3000, n_files=2,
+                                fmt="RNTuple")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "uproot-HZZ.root").exists():
+        pytest.skip(f"real CMS open-data files not found in {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def served_dir(tth) -> Path:
+    """A world-readable folder under /tmp holding copies of the ttH files, for the servers."""
+    folder = Path(tempfile.mkdtemp(prefix="mlaas4hep-served-", dir="/tmp"))
+    folder.chmod(0o755)
+    for path in [*tth[1], *tth[0]]:
+        target = folder / Path(path).name
+        shutil.copy(path, target)
+        target.chmod(0o644)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def xrootd_url(served_dir) -> str:
+    """``root://127.0.0.1:PORT/`` + absolute path: a real XRootD server exporting served_dir."""
+    binary = shutil.which("xrootd")
+    if binary is None:
+        pytest.skip("xrootd not installed (Debian package xrootd-server; make test installs it "
+                    "when run as root)")
+    port = free_port()
+    command = [binary, "-p", str(port), str(served_dir)]
+    if os.geteuid() == 0:
+        command[1:1] = ["-R", "nobody"]
+    log = open(served_dir.parent / f"xrootd-{port}.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process, "xrootd")
+        yield f"root://127.0.0.1:{port}/{served_dir}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+HTTP_SERVER = """
+import sys
+from aiohttp import web
+app = web.Application()
+app.router.add_static("/", sys.argv[1], show_index=True)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None)
+"""
+
+
+@pytest.fixture(scope="session")
+def http_url(served_dir) -> str:
+    """``http://127.0.0.1:PORT``: a real HTTP server (aiohttp static, range requests)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", HTTP_SERVER, str(served_dir), str(port)])
+    try:
+        wait_for_port(port, process, "HTTP server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
