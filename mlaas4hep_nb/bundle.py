@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PARAMS_FILE", "LABELS_FILE", "read_params", "write_bundle"]
+__all__ = ["LABELS_FILE", "PARAMS_FILE", "read_params", "write_bundle"]
 
 PARAMS_FILE = "params.json"
 LABELS_FILE = "labels.txt"
