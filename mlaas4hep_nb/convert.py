@@ -11,7 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .specs import BranchSpec, FeatureSpec
 
-__all__ = ["NORMALIZATIONS", "Converter", "jagged_parts"]
+__all__ = ["NORMALIZATIONS", "Converter", "flat_values", "jagged_parts"]
 
 NORMALIZATIONS = ("minmax", "standard", None)
 
@@ -20,8 +20,23 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def _has_missing(form: ak.forms.Form) -> bool:
+    return form.is_option or (hasattr(form, "content") and _has_missing(form.content))
+
+
+def _without_missing(array: ak.Array) -> ak.Array:
+    # computed columns (max of an empty list, ...) may hold None: it becomes NaN, then masked
+    return ak.fill_none(array, np.nan, axis=None) if _has_missing(array.layout.form) else array
+
+
+def flat_values(array: ak.Array) -> np.ndarray:
+    """A flat column as numpy, None as NaN."""
+    return ak.to_numpy(_without_missing(array))
+
+
 def jagged_parts(array: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts, start offsets into ``content``, and the flat content of a one-level jagged array."""
+    array = _without_missing(array)
     layout = array.layout
     if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(
         layout.content, ak.contents.NumpyArray
@@ -104,7 +119,7 @@ class Converter:
                 values = content[slots.source].astype(np.float32)
                 target = slots.target + start
             else:
-                values = ak.to_numpy(columns[branch.name]).astype(np.float32)
+                values = flat_values(columns[branch.name]).astype(np.float32)
                 target = None
             if self.normalize is not None:
                 values -= np.float32(offset)

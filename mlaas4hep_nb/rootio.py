@@ -22,6 +22,7 @@ from .paths import is_remote
 
 __all__ = [
     "Column",
+    "classify",
     "cluster_starts",
     "columns",
     "kind_of",
@@ -150,7 +151,7 @@ def kind_of(tree) -> str:
     return "RNTuple" if isinstance(tree, HasFields) else "TTree"
 
 
-def _classify(form: ak.forms.Form) -> tuple[str | None, int, str | None]:
+def classify(form: ak.forms.Form) -> tuple[str | None, int, str | None]:
     """Numeric dtype, list depth and the problem (None when usable) of an awkward form."""
     depth = 0
     while True:
@@ -190,7 +191,7 @@ def _(tree: HasBranches) -> dict[str, Column]:
         if branch.branches:
             continue  # a split object: its leaves are listed on their own
         try:
-            dtype, depth, problem = _classify(branch.interpretation.awkward_form(branch.file))
+            dtype, depth, problem = classify(branch.interpretation.awkward_form(branch.file))
         except Exception as err:
             dtype, depth, problem = None, 0, f"uproot cannot interpret it ({err})"
         found[name] = Column(name, branch.typename, branch.title, dtype, depth, problem)
@@ -219,7 +220,7 @@ def _(tree: HasFields) -> dict[str, Column]:
             continue  # a record: its leaves are listed on their own
         try:
             form, path = field.to_akform()
-            dtype, depth, problem = _classify(_leaf_form(form, path))
+            dtype, depth, problem = classify(_leaf_form(form, path))
         except Exception as err:
             dtype, depth, problem = None, 0, f"uproot cannot interpret it ({err})"
         found[name] = Column(name, field.typename, field.description or "", dtype, depth, problem)

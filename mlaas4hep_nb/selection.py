@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import EmptyDataError, SchemaError
+from .expressions import read_with_aliases
 from .parallel import map_ordered
-from .rootio import Column, cluster_starts, columns, open_tree
+from .rootio import Column, classify, cluster_starts, columns, open_tree
 
-__all__ = ["DEFAULT_EXCLUDE", "FileMeta", "scan", "select"]
+__all__ = ["DEFAULT_EXCLUDE", "FileMeta", "aliases_by_file", "scan", "select"]
 
 #: Bookkeeping branches that are never physics features.
 DEFAULT_EXCLUDE = ("run", "event", "luminosityBlock")
@@ -30,14 +31,58 @@ class FileMeta:
     clusters: tuple[int, ...]
 
 
-def _meta(path: str, tree: str) -> FileMeta:
+def _alias_column(handle, name: str, expression: str, where: str) -> Column:
+    """An alias as a column: its type is that of its value on the first entries."""
+    sample = read_with_aliases(
+        handle, [name], 0, min(64, handle.num_entries), {name: expression}, where
+    )[name]
+    dtype, depth, problem = classify(sample.layout.form)
+    return Column(name, f"= {expression}", f"alias of {dtype}", dtype, depth, problem)
+
+
+def _meta(path: str, tree: str, aliases: Mapping[str, str]) -> FileMeta:
     handle = open_tree(path, tree)
-    return FileMeta(path, int(handle.num_entries), columns(handle), tuple(cluster_starts(handle)))
+    found = columns(handle)
+    for name, expression in aliases.items():
+        found[name] = _alias_column(handle, name, expression, f"{path}:{tree}")
+    return FileMeta(path, int(handle.num_entries), found, tuple(cluster_starts(handle)))
 
 
-def scan(files: Sequence[str], tree: str, max_workers: int = 8) -> list[FileMeta]:
-    """Open every file (in parallel, keeping order) and list its tree's columns."""
-    return list(map_ordered(lambda path: _meta(path, tree), files, max_workers))
+def scan(
+    files: Sequence[str],
+    tree: str,
+    aliases: Mapping[str, Mapping[str, str]] | None = None,
+    max_workers: int = 8,
+) -> list[FileMeta]:
+    """Open every file (in parallel, keeping order) and list its tree's columns.
+
+    ``aliases`` maps a file to its computed columns ``{name: expression}``.
+    """
+    aliases = aliases or {}
+    return list(
+        map_ordered(lambda path: _meta(path, tree, aliases.get(path, {})), files, max_workers)
+    )
+
+
+def aliases_by_file(
+    groups: Mapping[int, Sequence[str]] | Sequence[str],
+    aliases: Mapping | None,
+) -> dict[str, Mapping[str, str]]:
+    """Each file's aliases: one ``{name: expression}`` for all, or ``{label: {...}}`` per label."""
+    if not aliases:
+        return {}
+    per_label = all(isinstance(key, int) for key in aliases)
+    if not per_label:
+        files = [p for ps in groups.values() for p in ps] if isinstance(groups, Mapping) else groups
+        return {path: dict(aliases) for path in files}
+    if not isinstance(groups, Mapping):
+        msg = "aliases per label ({label: {name: expression}}) need {label: files} sources"
+        raise ValueError(msg)
+    names = {label: set(definitions) for label, definitions in aliases.items()}
+    if len({frozenset(n) for n in names.values()}) > 1 or set(aliases) != set(groups):
+        msg = f"aliases per label must define the same names for every label: {names}"
+        raise ValueError(msg)
+    return {path: dict(aliases[label]) for label, paths in groups.items() for path in paths}
 
 
 def _is_pattern(name: str) -> bool:
@@ -61,10 +106,7 @@ def _chosen(
     picked = []
     for pattern in branches:
         if not _is_pattern(pattern):
-            if pattern not in first.columns:
-                msg = f"branch {pattern!r} not in tree {tree!r} of {first.path}"
-                raise SchemaError(msg)
-            matches = [pattern]
+            matches = [pattern]  # checked in every file by _check_everywhere
         else:
             matches = [
                 n for n in available if fnmatch.fnmatchcase(n, pattern) and n not in excluded
@@ -77,23 +119,24 @@ def _chosen(
 
 
 def _check_everywhere(metas: Sequence[FileMeta], names: Sequence[str], tree: str) -> None:
-    first = metas[0]
     for name in names:
+        holders = [meta for meta in metas if name in meta.columns]
+        if len(holders) < len(metas):
+            missing = next(meta.path for meta in metas if name not in meta.columns)
+            msg = (
+                f"branch {name!r} missing in {missing} (tree {tree!r}); "
+                f"present in {len(holders)} of {len(metas)} files"
+            )
+            raise SchemaError(msg)
+        first = holders[0]
         column = first.columns[name]
         if not column.supported:
             msg = f"branch {name!r} in {first.path} is unsupported: {column.problem}"
             raise SchemaError(msg)
-        missing = [meta.path for meta in metas if name not in meta.columns]
-        if missing:
-            present = len(metas) - len(missing)
-            msg = (
-                f"branch {name!r} missing in {missing[0]} (tree {tree!r}); "
-                f"present in {present} of {len(metas)} files"
-            )
-            raise SchemaError(msg)
-        for meta in metas[1:]:
+        for meta in holders[1:]:
             other = meta.columns[name]
-            if (other.dtype, other.depth) != (column.dtype, column.depth):
+            computed = column.typename.startswith("= ")  # aliases may differ in precision
+            if other.depth != column.depth or (not computed and other.dtype != column.dtype):
                 msg = (
                     f"branch {name!r} has type {other.typename} in {meta.path} "
                     f"but {column.typename} in {first.path}"
@@ -120,4 +163,4 @@ def select(
         msg = f"the selection leaves no branch of tree {tree!r} in {metas[0].path}"
         raise EmptyDataError(msg)
     _check_everywhere(metas, names, tree)
-    return [metas[0].columns[name] for name in names], skipped
+    return [next(m.columns[n] for m in metas if n in m.columns) for n in names], skipped

@@ -7,20 +7,20 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 
-from .convert import jagged_parts
-from .cuts import cut_symbols, evaluate_cut
+from .convert import flat_values, jagged_parts
 from .errors import EmptyDataError
+from .expressions import cut_symbols, evaluate_cut, read_with_aliases
 from .parallel import map_ordered
 from .paths import PathLike, expand, file_identity
 from .progress import progress_bar
-from .rootio import Column, open_tree, read_columns
-from .selection import DEFAULT_EXCLUDE, FileMeta, scan, select
+from .rootio import Column, open_tree
+from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 
 __all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "compute_specs"]
 
@@ -195,7 +195,7 @@ def _merge(a: dict, b: dict) -> dict:
 
 def _column_partial(column: Column, array: ak.Array, cap: int | None) -> dict:
     if column.depth == 0:
-        return _moments(np.asarray(ak.to_numpy(array), dtype=np.float64), 1)
+        return _moments(np.asarray(flat_values(array), dtype=np.float64), 1)
     counts, starts, content = jagged_parts(array)
     longest = int(counts.max()) if counts.size else 0
     if cap is not None and longest > cap:
@@ -210,19 +210,22 @@ def file_partial(
     selected: Sequence[Column],
     cut: str | None,
     caps: Mapping[str, int | None],
+    aliases: Mapping[str, str] | None = None,
     step: int = _SPEC_CHUNK,
     on_progress=None,
 ) -> dict:
     """Partial statistics of one file: events passing the cut and per-branch moments."""
+    where = f"{meta.path}:{tree}"
     names = [column.name for column in selected]
-    cut_names = cut_symbols(cut, list(meta.columns), f"{meta.path}:{tree}") if cut else []
+    cut_names = cut_symbols(cut, list(meta.columns), where) if cut else []
+    read_names = list(dict.fromkeys(names + cut_names))
     handle = open_tree(meta.path, tree)
     partial: dict = {"events": 0, "branches": {}}
     for start in range(0, meta.entries, step):
         stop = min(start + step, meta.entries)
-        arrays = read_columns(handle, list(dict.fromkeys(names + cut_names)), start, stop)
+        arrays = read_with_aliases(handle, read_names, start, stop, aliases or {}, where)
         if cut:
-            passed = evaluate_cut(cut, arrays, f"{meta.path}:{tree}")
+            passed = evaluate_cut(cut, arrays, where)
             arrays = {name: arrays[name][passed] for name in names}
         partial["events"] += len(arrays[names[0]])
         for column in selected:
@@ -271,9 +274,9 @@ def _fingerprint(files: Sequence[str], **selection) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _flatten_sources(files: PathLike | Mapping) -> list[str]:
+def _expanded(files: PathLike | Mapping) -> dict | list[str]:
     if isinstance(files, Mapping):
-        return [path for group in files.values() for path in expand(group)]
+        return {label: expand(group) for label, group in files.items()}
     return expand(files)
 
 
@@ -285,6 +288,7 @@ def compute_specs(
     max_len: int | Mapping[str, int] | None = None,
     cut: str | None = None,
     *,
+    aliases: Mapping | None = None,
     cache: bool = True,
     progress: bool = True,
     client=None,
@@ -300,24 +304,36 @@ def compute_specs(
     exclude : patterns left out of globs and of the default selection.
     max_len : cap on the pad length of jagged branches, one int or ``{branch: int}``.
     cut : an uproot cut expression; statistics cover only the events that pass.
+    aliases : computed columns ``{name: expression}`` (uproot expressions, with
+        ``sum``/``max``/``any``/... reducing jagged values per event), or
+        ``{label: {name: expression}}`` to map samples with other schemas onto
+        the same features (``files`` must then be ``{label: files}``).
     cache : reuse a spec computed before for the very same files and selection.
     progress : show a progress bar.
     client : a ``dask.distributed.Client`` to compute per-file statistics on a cluster.
     """
-    paths = _flatten_sources(files)
+    groups = _expanded(files)
+    paths = [p for ps in groups.values() for p in ps] if isinstance(groups, dict) else groups
+    alias_map = aliases_by_file(groups, aliases)
     exclude = tuple(exclude)
     key = None
     if cache:
         key = _fingerprint(
-            paths, tree=tree, branches=branches, exclude=exclude, max_len=max_len, cut=cut
+            paths,
+            tree=tree,
+            branches=branches,
+            exclude=exclude,
+            max_len=max_len,
+            cut=cut,
+            aliases=[alias_map.get(p) for p in paths],
         )
         cached = cache_dir() / f"{key}.json"
         if cached.exists():
             return FeatureSpec.load(cached)
-    metas = scan(paths, tree)
+    metas = scan(paths, tree, alias_map)
     selected, skipped = select(metas, tree, branches, exclude)
     caps = _caps(selected, max_len)
-    partials = _partials(metas, tree, selected, cut, caps, progress, client)
+    partials = _partials(metas, tree, selected, cut, caps, alias_map, progress, client)
     total: dict = {"events": 0, "branches": {}}
     for partial in partials:
         total["events"] += partial["events"]
@@ -342,15 +358,18 @@ def compute_specs(
     return spec
 
 
-def _partials(metas, tree, selected, cut, caps, progress, client) -> list[dict]:
+def _partials(metas, tree, selected, cut, caps, alias_map, progress, client) -> list[dict]:
     if client is not None:
         from .distributed import map_partials
 
-        return map_partials(client, metas, tree, selected, cut, caps)
+        return map_partials(client, metas, tree, selected, cut, caps, alias_map)
     total = sum(meta.entries for meta in metas)
     with progress_bar(total, "specs", enabled=progress) as bar:
-        return [file_partial(m, tree, selected, cut, caps, on_progress=bar.update) for m in metas]
 
+        def partial(meta: FileMeta) -> dict:
+            return file_partial(
+                meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=bar.update
+            )
 
-def with_fingerprint(spec: FeatureSpec, fingerprint: str | None) -> FeatureSpec:
-    return replace(spec, fingerprint=fingerprint)
+        # two files at a time: decompression releases the GIL; merged in file order
+        return list(map_ordered(partial, metas, max_workers=2))

@@ -15,13 +15,13 @@ import awkward as ak
 import numpy as np
 
 from .convert import Converter
-from .cuts import cut_symbols, evaluate_cut
 from .errors import EmptyDataError, SchemaError
+from .expressions import cut_symbols, evaluate_cut, read_with_aliases
 from .parallel import map_ordered
 from .paths import PathLike, expand
 from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
-from .rootio import open_tree, read_columns
-from .selection import DEFAULT_EXCLUDE, FileMeta, scan, select
+from .rootio import open_tree
+from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 from .specs import FeatureSpec, compute_specs
 
 __all__ = ["DataStream", "NonFiniteWarning"]
@@ -114,6 +114,9 @@ class DataStream:
     normalize : ``"minmax"`` (to [0, 1]), ``"standard"`` or None.
     validation_fraction : the share of events (chosen by a hash of file and
         entry, fixed by ``seed``) in the ``"validation"`` split.
+    aliases : computed columns ``{name: expression}``, or ``{label: {...}}`` per
+        label to map samples with other schemas onto the same features (see
+        `compute_specs`).
     max_workers : threads that read and convert chunks ahead of the consumer.
     progress : show a progress bar while computing the spec.
     redirector : prefix for ``/store/...`` logical file names.
@@ -136,6 +139,7 @@ class DataStream:
         validation_fraction: float = 0.2,
         *,
         max_len: int | Mapping[str, int] | None = None,
+        aliases: Mapping | None = None,
         max_workers: int = 2,
         progress: bool = True,
         redirector: str | None = None,
@@ -158,7 +162,10 @@ class DataStream:
         self.report: dict = {"nonfinite": {}}
         groups = _groups_of(sources, label, redirector)
         self.files = [path for _, paths in groups for path in paths]
-        metas = {meta.path: meta for meta in scan(self.files, tree)}
+        self._by_label = dict(groups) if label is None else self.files
+        self._aliases = aliases_by_file(self._by_label, aliases)
+        self._alias_definitions = aliases
+        metas = {meta.path: meta for meta in scan(self.files, tree, self._aliases)}
         self.groups = [
             Group(key, tuple(paths), tuple(metas[p].entries for p in paths))
             for key, paths in groups
@@ -206,7 +213,14 @@ class DataStream:
     def _spec(self, specs, metas: list[FileMeta], branches, exclude, max_len, progress):
         if specs is None:
             return compute_specs(
-                self.files, self.tree, branches, exclude, max_len, self.cut, progress=progress
+                self._by_label,
+                self.tree,
+                branches,
+                exclude,
+                max_len,
+                self.cut,
+                aliases=self._alias_definitions,
+                progress=progress,
             )
         if not isinstance(specs, FeatureSpec):
             specs = (
@@ -235,7 +249,7 @@ class DataStream:
 
     def _label_values(self, path: str) -> np.ndarray:
         handle = open_tree(path, self.tree)
-        arrays = read_columns(handle, [self.label, *self._cut_names], 0, handle.num_entries)
+        arrays = self._read(handle, path, [self.label, *self._cut_names], 0, handle.num_entries)
         values = ak.to_numpy(arrays[self.label])
         if self.cut:
             values = values[evaluate_cut(self.cut, arrays, f"{path}:{self.tree}")]
@@ -277,11 +291,15 @@ class DataStream:
 
     # --- reading -----------------------------------------------------------------------
 
+    def _read(self, handle, path: str, names: list[str], start: int, stop: int) -> dict:
+        where = f"{path}:{self.tree}"
+        return read_with_aliases(handle, names, start, stop, self._aliases.get(path, {}), where)
+
     def _read_unit(self, unit: Unit) -> _Part:
         """Read, cut and convert one cluster-aligned unit (runs on a reader thread)."""
         where = f"{unit.file}:{self.tree}"
         handle = self._open.get(unit.file, self.tree)
-        arrays = read_columns(handle, self._read_names, unit.start, unit.stop)
+        arrays = self._read(handle, unit.file, self._read_names, unit.start, unit.stop)
         entries = np.arange(unit.start, unit.stop)
         if self.cut:
             passed = evaluate_cut(self.cut, arrays, where)
@@ -335,7 +353,7 @@ class DataStream:
             np.empty(n, np.float32),
             np.empty(n, bool),
             np.empty(n, np.int64),
-            {k: v for part, _ in pieces for k, v in part.nonfinite.items()},
+            {},
         )
         done = 0
         for (part, _), (lo, hi) in zip(pieces, bounds, strict=True):
@@ -374,10 +392,13 @@ class DataStream:
                     pending[needed[submitted]] = read(needed[submitted])
                     submitted += 1
                 pieces = [(pending[(g, s.unit)].result(), s) for g, s in chunk]
-                for key in keys:
-                    if last_use[key] == k:
+                assembled = self._assemble(pieces, k, shuffle_seed)
+                for key, (part, _) in zip(keys, pieces, strict=True):
+                    if last_use[key] == k:  # a unit's NaN counts go with its last chunk
                         del pending[key]
-                yield self._assemble(pieces, k, shuffle_seed)
+                        for name, count in part.nonfinite.items():
+                            assembled.nonfinite[name] = assembled.nonfinite.get(name, 0) + count
+                yield assembled
         finally:
             for future in pending.values():
                 future.cancel()
@@ -487,7 +508,7 @@ class DataStream:
         handle = open_tree(path, self.tree)
         entries = np.arange(handle.num_entries)
         if self.cut:
-            arrays = read_columns(handle, self._cut_names, 0, handle.num_entries)
+            arrays = self._read(handle, path, self._cut_names, 0, handle.num_entries)
             entries = entries[evaluate_cut(self.cut, arrays, f"{path}:{self.tree}")]
         return validation_mask(file_key(path), entries, self.seed, self.validation_fraction)
 

@@ -52,8 +52,9 @@ def tth(tmp_path_factory) -> dict[int, list[str]]:
 @pytest.fixture(scope="session")
 def tth_rntuple(tmp_path_factory) -> dict[int, list[str]]:
     """The same events as ``tth``, written as RNTuples."""
-    return mn.datasets.make_tth(tmp_path_factory.mktemp("tthn"), 3000, 3000, n_files=2,
-                                fmt="RNTuple")
+    return mn.datasets.make_tth(
+        tmp_path_factory.mktemp("tthn"), 3000, 3000, n_files=2, fmt="RNTuple"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +82,10 @@ def xrootd_url(served_dir) -> str:
     """``root://127.0.0.1:PORT/`` + absolute path: a real XRootD server exporting served_dir."""
     binary = shutil.which("xrootd")
     if binary is None:
-        pytest.skip("xrootd not installed (Debian package xrootd-server; make test installs it "
-                    "when run as root)")
+        pytest.skip(
+            "xrootd not installed (Debian package xrootd-server; make test installs it "
+            "when run as root)"
+        )
     port = free_port()
     command = [binary, "-p", str(port), str(served_dir)]
     if os.geteuid() == 0:
