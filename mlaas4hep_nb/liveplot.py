@@ -1,0 +1,172 @@
+"""LivePlot: a Keras callback that draws loss and AUC while a model trains.
+
+In a notebook kernel it redraws a matplotlib figure into an
+``ipywidgets.Output`` that it owns (at most ``1 / min_interval`` times a
+second); elsewhere it prints one line per epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import keras
+
+from .plot import plot_history
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["LivePlot", "in_notebook"]
+
+_EPOCH_KEYS = ("loss", "val_loss", "auc", "val_auc", "accuracy", "val_accuracy")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where widgets and rich display work)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class LivePlot(keras.callbacks.Callback):
+    """Loss and val_loss, AUC and val_AUC per epoch, and a smoothed per-batch loss.
+
+    Parameters
+    ----------
+    min_interval : seconds between two redraws (0.5: at most about 2 a second).
+    smoothing : weight of the past in the exponential moving average of the batch loss.
+    show : display the widget when training begins; None shows it in a notebook
+        only. Pass False when the ``output`` widget is placed in a layout instead.
+    notebook : force notebook (True) or text (False) mode; None detects a kernel.
+
+    Attributes
+    ----------
+    output : the ``ipywidgets.Output`` it draws into.
+    history : lists per metric, one value per finished epoch.
+    batch_x, batch_loss : the smoothed per-batch loss, x in epochs.
+    draws : how many times the figure was redrawn.
+    """
+
+    def __init__(
+        self,
+        min_interval: float = 0.5,
+        smoothing: float = 0.9,
+        show: bool | None = None,
+        notebook: bool | None = None,
+    ) -> None:
+        super().__init__()
+        import ipywidgets
+
+        self.output = ipywidgets.Output()
+        self.min_interval = float(min_interval)
+        self.smoothing = float(smoothing)
+        self.notebook = in_notebook() if notebook is None else bool(notebook)
+        self.show = self.notebook if show is None else bool(show)
+        self._shown = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget recorded epochs and batches."""
+        self.history: dict[str, list[float]] = {}
+        self.batch_x: list[float] = []
+        self.batch_loss: list[float] = []
+        self.draws = 0
+        self._last_draw = float("-inf")
+        self._stale = False
+        self._epoch = 0
+        self._steps = None
+        self._seen = 0
+        self._running = None
+        self._ema = None
+        self._epoch_start = time.perf_counter()
+
+    # --- Keras hooks ---------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None) -> None:
+        self._steps = self.params.get("steps") if self.params else None
+        if self.show and not self._shown:
+            from IPython.display import display
+
+            display(self.output)
+            self._shown = True
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch = epoch
+        self._seen = 0
+        self._running = None
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if not logs or "loss" not in logs:
+            return
+        self._seen = batch + 1
+        running = float(logs["loss"])
+        # Keras reports the epoch's running mean; recover this batch's own loss from it
+        loss = running if self._running is None else self._seen * running - batch * self._running
+        self._running = running
+        self._ema = (
+            loss if self._ema is None else self.smoothing * self._ema + (1 - self.smoothing) * loss
+        )
+        steps = self._steps or max(self._seen, 1)
+        self.batch_x.append(self._epoch + self._seen / steps)
+        self.batch_loss.append(self._ema)
+        self._stale = True
+        self._maybe_draw()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self._stale = True
+        if self.notebook:
+            self._maybe_draw()
+        else:
+            print(self.epoch_line(epoch, logs or {}), file=sys.stdout, flush=True)
+
+    def on_train_end(self, logs=None) -> None:
+        if self.notebook and self._stale:
+            self.draw()
+
+    # --- drawing -------------------------------------------------------------------------
+
+    def epoch_line(self, epoch: int, logs: dict) -> str:
+        """One line of text for an epoch: its metrics and duration."""
+        parts = [f"{k} {float(logs[k]):.4f}" for k in _EPOCH_KEYS if k in logs]
+        total = self.params.get("epochs") if self.params else None
+        seconds = time.perf_counter() - self._epoch_start
+        where = f"epoch {epoch + 1}" + (f"/{total}" if total else "")
+        return f"{where}: " + "  ".join(parts) + f"  ({seconds:.1f} s)"
+
+    def figure(self) -> Figure:
+        """A new figure of what was recorded so far (drawn without pyplot: thread-safe)."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(10, 3.6), layout="constrained")
+        axes = fig.subplots(1, 2)
+        return plot_history(self.history, (self.batch_x, self.batch_loss), ax=list(axes))
+
+    def _maybe_draw(self) -> None:
+        if self.notebook and time.perf_counter() - self._last_draw >= self.min_interval:
+            self.draw()
+
+    def draw(self) -> None:
+        """Redraw the figure into ``output`` now (as a PNG, replacing the previous one)."""
+        from IPython.display import Image, display
+
+        buffer = io.BytesIO()
+        self.figure().savefig(buffer, format="png", dpi=80)
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(Image(data=buffer.getvalue(), format="png"))
+        self.draws += 1
+        self._last_draw = time.perf_counter()
+        self._stale = False

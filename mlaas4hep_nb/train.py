@@ -1,0 +1,410 @@
+"""Trainer: train a Keras model in the kernel on a DataStream, judge it, export a TFaaS bundle."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import metrics
+from .bundle import write_bundle
+from .callbacks import ProgressBar, StopSwitch, Validation
+from .errors import EmptyDataError
+from .feed import Encoder, RowBuffer, chunk_dataset
+from .liveplot import LivePlot
+from .models import ModelError, compile_model, inspect_model, resolve_model
+from .serving import ServingExport, derive_mask, jagged_columns
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .stream import DataStream
+
+__all__ = ["Trainer"]
+
+_PREDICT_ROWS = 65_536  # rows per model call in predict/evaluate: bounds memory
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _early_stopping(option: Any) -> keras.callbacks.Callback | None:
+    if option is None or option is False:
+        return None
+    if isinstance(option, keras.callbacks.Callback):
+        return option
+    settings = {"monitor": "val_loss", "restore_best_weights": True}
+    if isinstance(option, bool):
+        settings["patience"] = 2
+    elif isinstance(option, int):
+        settings["patience"] = option
+    elif isinstance(option, dict):
+        settings.update(option)
+    else:
+        msg = "early_stopping must be None, a patience (int), a dict of EarlyStopping settings "
+        msg += f"or a keras EarlyStopping callback, not {type(option).__name__}"
+        raise TypeError(msg)
+    return keras.callbacks.EarlyStopping(**settings)
+
+
+class Trainer:
+    """Train a Keras classifier on a `DataStream`, every epoch over all chunks of all files.
+
+    Parameters
+    ----------
+    stream : the `DataStream` to learn from (its ``"train"`` and ``"validation"`` splits).
+    model : None for the default MLP on X and the mask; a ``keras.Model`` (taking
+        X, or X and the mask as two inputs); a function ``model(idim)`` returning
+        a compiled Keras model (the MLaaS4HEP convention); or the path of a
+        ``.py`` file defining ``model(idim)`` (or of a saved ``.keras`` model).
+    epochs : epochs per call of `fit`.
+    optimizer, learning_rate : used when the model is not compiled yet; a
+        compiled model keeps its optimizer and loss.
+    callbacks : more Keras callbacks for `fit`.
+    early_stopping : None; a patience in epochs; a dict of
+        ``keras.callbacks.EarlyStopping`` settings (default monitor ``val_loss``,
+        best weights restored); or such a callback.
+    seed : the random seed of weights and dropout; the stream's seed when None.
+    max_events : train on at most this many events per epoch (MLaaS4HEP's ``nevts``).
+
+    Raises
+    ------
+    EmptyDataError
+        The stream has no training events (for example a cut removes them all).
+    ModelError
+        The model does not fit the stream (input width, output width), or a
+        model file defines no ``model(idim)``.
+    """
+
+    def __init__(
+        self,
+        stream: DataStream,
+        model: Any = None,
+        epochs: int = 5,
+        optimizer: Any = "adam",
+        learning_rate: float = 1e-3,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        early_stopping: Any = None,
+        *,
+        seed: int | None = None,
+        max_events: int | None = None,
+    ) -> None:
+        if not hasattr(stream, "split_chunks"):
+            msg = f"stream must be a mlaas4hep_nb.DataStream, not {type(stream).__name__}"
+            raise TypeError(msg)
+        if epochs < 1:
+            msg = f"epochs must be at least 1, not {epochs}"
+            raise ValueError(msg)
+        self.stream = stream
+        self.epochs = int(epochs)
+        self.callbacks = list(callbacks)
+        self.early_stopping = _early_stopping(early_stopping)
+        self.max_events = max_events
+        if stream.n_classes < 2:
+            msg = f"the stream has only class {stream.classes}: training needs two or more labels"
+            raise EmptyDataError(msg)
+        self.n_train = self._count("train")
+        if max_events is not None:
+            self.n_train = min(self.n_train, int(max_events))
+        self.n_validation = self._count("validation")
+        self.seed = stream.seed if seed is None else int(seed)
+        keras.utils.set_random_seed(self.seed)
+        self.model = resolve_model(model, stream.n_features, stream.n_classes)
+        self.layout = inspect_model(
+            self.model, stream.n_features, stream.n_classes, stream.features
+        )
+        compile_model(self.model, self.layout, optimizer, learning_rate)
+        self.encoder = Encoder(self.layout, stream.n_features)
+        self.labels = (
+            ["background", "signal"] if stream.n_classes == 2 else [str(k) for k in stream.classes]
+        )
+        self.history: keras.callbacks.History | None = None
+        self.live_plot: LivePlot | None = None
+        self.epoch = 0
+        self._jagged = jagged_columns(stream.spec)
+        self._stop = threading.Event()
+        self._validation_rows: RowBuffer | None = None
+        self._feed_error: BaseException | None = None
+        self._evaluated: dict = {}
+
+    def _count(self, split: str) -> int:
+        n = self.stream.count(split)
+        if split == "train" and n == 0:
+            cut = f" after the cut {self.stream.cut!r}" if self.stream.cut else ""
+            msg = (
+                f"the stream has no training events{cut} in {len(self.stream.files)} file(s); "
+                "loosen the cut or add files"
+            )
+            raise EmptyDataError(msg)
+        return n
+
+    def __repr__(self) -> str:
+        return (
+            f"Trainer(model {self.model.name!r}, {self.stream.n_features} features, "
+            f"{self.stream.n_classes} classes, {self.n_train} train / {self.n_validation} "
+            f"validation events, epochs trained: {self.epoch})"
+        )
+
+    # --- training ------------------------------------------------------------------------
+
+    def _train_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """One epoch: training rows of each chunk, keeping its validation rows for later."""
+        rows = RowBuffer()
+        if self._validation_rows is not None:
+            self._validation_rows.close()  # the last epoch's rows, validated already
+        self._validation_rows = rows
+        left = self.n_train
+        try:
+            with contextlib.closing(self.stream.split_chunks()) as chunks:
+                for train, validation in chunks:
+                    rows.append(*validation)
+                    x, mask, y = (a[:left] for a in train)
+                    left -= len(y)
+                    yield x, mask, y
+                    if left <= 0:
+                        break
+        except Exception as err:
+            # tf.data turns it into an opaque error; fit re-raises the original
+            self._feed_error = err
+            raise
+
+    def _validation_dataset(self):
+        rows = self._validation_rows
+        parts = rows.parts() if rows is not None else []
+        n = sum(len(y) for _, _, y in parts)
+        if n == 0:
+            return None
+        return chunk_dataset(lambda: iter(parts), n, self.stream.batch_size, self.encoder)
+
+    def fit(self, live_plot: bool | LivePlot = True, progress: bool = True):
+        """Train for ``epochs`` epochs; validate on ``"validation"`` after each.
+
+        Parameters
+        ----------
+        live_plot : draw loss and AUC live (a `LivePlot`, or True for a new one).
+        progress : show a progress bar per epoch.
+
+        Returns
+        -------
+        The Keras ``History``: ``history.history["loss"]``, ``"val_loss"``,
+        ``"auc"``, ``"val_auc"``, ``"accuracy"``, ``"val_accuracy"``. After
+        `stop`, the history of the epochs run so far.
+        """
+        self._stop.clear()
+        self._feed_error = None
+        self._evaluated = {}
+        callbacks: list[keras.callbacks.Callback] = [Validation(self._validation_dataset)]
+        if progress:
+            callbacks.append(ProgressBar())
+        if live_plot:
+            self.live_plot = live_plot if isinstance(live_plot, LivePlot) else LivePlot()
+            callbacks.append(self.live_plot)
+        if self.early_stopping is not None:
+            callbacks.append(self.early_stopping)
+        callbacks.extend(self.callbacks)
+        switch = StopSwitch(self._stop)
+        callbacks.append(switch)  # last: a stop asked for in any callback ends this batch
+        dataset = chunk_dataset(
+            self._train_chunks, self.n_train, self.stream.batch_size, self.encoder
+        )
+        try:
+            history = self.model.fit(
+                dataset,
+                epochs=self.epoch + self.epochs,
+                initial_epoch=self.epoch,
+                callbacks=callbacks,
+                verbose=0,
+                shuffle=False,  # the stream shuffles; a tf.data dataset is not reshuffled
+            )
+        except tf.errors.OpError as err:
+            if self._feed_error is not None:
+                raise self._feed_error from err
+            raise
+        self.epoch += len(history.epoch)
+        self.history = history
+        return history
+
+    def stop(self) -> None:
+        """End `fit` after the current batch (safe from a button callback or another thread)."""
+        self._stop.set()
+
+    # --- judging -------------------------------------------------------------------------
+
+    def _check_x(self, x: Any, what: str = "X") -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.stream.n_features:
+            msg = (
+                f"{what} must have shape [n, {self.stream.n_features}] (the stream's features), "
+                f"not {list(x.shape)}"
+            )
+            raise ValueError(msg)
+        return x
+
+    def predict(self, x: Any, mask: Any = None) -> np.ndarray:
+        """Probabilities for rows of normalised features, as the exported bundle gives them.
+
+        Parameters
+        ----------
+        x : ``[n, n_features]`` features as the stream makes them.
+        mask : the true mask; when None it is derived from X as the served
+            model derives it (see `mlaas4hep_nb.serving`).
+
+        Returns
+        -------
+        float32 ``[n, 1]`` (probability of the signal) for a sigmoid model,
+        else ``[n, n_classes]``.
+        """
+        x = self._check_x(x)
+        if mask is None:
+            mask = derive_mask(x, self._jagged)
+        else:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != x.shape:
+                msg = f"mask shape {list(mask.shape)} differs from X shape {list(x.shape)}"
+                raise ValueError(msg)
+        return self._forward(x, mask)
+
+    def _forward(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = [
+            np.asarray(
+                self.model(
+                    self.encoder.inputs(x[i : i + _PREDICT_ROWS], mask[i : i + _PREDICT_ROWS]),
+                    training=False,
+                )
+            )
+            for i in range(0, len(x), _PREDICT_ROWS)
+        ]
+        if not out:
+            return np.zeros((0, self.layout.n_outputs), np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def _scores(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        key = (split, self.epoch)
+        if key not in self._evaluated:
+            probabilities, labels = [], []
+            for x, mask, y in self.stream.chunks(split):
+                probabilities.append(self._forward(x, mask))
+                labels.append(y)
+            if not labels:
+                msg = f"the stream's {split!r} split has no events to evaluate on"
+                raise EmptyDataError(msg)
+            self._evaluated = {key: (np.concatenate(probabilities), np.concatenate(labels))}
+        return self._evaluated[key]
+
+    def evaluate(self, split: str = "validation") -> dict:
+        """Judge the model on a split (read from the files, the true mask used).
+
+        Returns
+        -------
+        dict with ``auc``, ``accuracy``, ``loss`` (cross-entropy), ``roc`` =
+        ``(fpr, tpr, thresholds)``, ``confusion`` (rows: true class, columns:
+        predicted, at threshold 0.5 for one output, argmax otherwise) and
+        ``n_events``. With more than two classes, ROC and AUC are micro-averaged
+        over one-vs-rest (as Keras's ``AUC`` on one-hot targets).
+        """
+        probabilities, y = self._scores(split)
+        if probabilities.shape[1] == 1:
+            truth, scores = y, probabilities[:, 0]
+        elif probabilities.shape[1] == 2 and self.stream.n_classes == 2:
+            truth, scores = y, probabilities[:, 1]
+        else:
+            truth = metrics.one_hot(y, probabilities.shape[1]).ravel()
+            scores = probabilities.ravel()
+        fpr, tpr, thresholds = metrics.roc_curve(truth, scores)
+        predicted = metrics.classify(probabilities)
+        return {
+            "auc": metrics.auc(fpr, tpr),
+            "accuracy": float(np.mean(predicted == y.astype(np.int64))),
+            "loss": metrics.cross_entropy(y, probabilities),
+            "roc": (fpr, tpr, thresholds),
+            "confusion": metrics.confusion(y, predicted, self.stream.n_classes),
+            "n_events": len(y),
+        }
+
+    def plot_roc(self, split: str = "validation") -> Figure:
+        """The ROC curve on ``split`` with its AUC, as a matplotlib figure."""
+        from .plot import plot_roc
+
+        result = self.evaluate(split)
+        fpr, tpr, _ = result["roc"]
+        return plot_roc(fpr, tpr, result["auc"])
+
+    def plot_scores(self, split: str = "validation", score_class: int | None = None) -> Figure:
+        """Histograms of one class's score (the last class by default) for each true class."""
+        from .plot import plot_scores
+
+        probabilities, y = self._scores(split)
+        column = probabilities.shape[1] - 1 if score_class is None else int(score_class)
+        return plot_scores(probabilities[:, column], y, self.labels)
+
+    def plot_history(self) -> Figure:
+        """Loss and AUC per epoch of the last `fit`."""
+        from .plot import plot_history
+
+        return plot_history(self.history.history if self.history else {})
+
+    # --- saving --------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the Keras model (architecture, weights, optimizer state) to a ``.keras`` file."""
+        path = Path(path)
+        if path.suffix != ".keras":
+            msg = f"save writes the Keras format: give a path ending in .keras, not {path.name!r}"
+            raise ValueError(msg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(path)
+        return path
+
+    def export(
+        self,
+        bundle_dir: str | os.PathLike,
+        name: str | None = None,
+        labels: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> Path:
+        """Write a TFaaS bundle: SavedModel, ``params.json``, ``labels.txt``, empty ``assets/``.
+
+        The ``serving_default`` signature takes ``inputs`` (float32 ``[None,
+        n_features]``, normalised as the stream normalises) and returns
+        probabilities; it derives the mask from X (see `mlaas4hep_nb.serving`
+        for the edge case of real zeros). ``serving_with_mask`` also takes the
+        true ``mask``. ``params.json`` carries the feature names and the
+        FeatureSpec (with the normalisation) for clients that send raw events.
+
+        Returns
+        -------
+        The bundle folder.
+        """
+        if labels is None:
+            labels = self.labels
+        if len(labels) != self.stream.n_classes:
+            msg = f"{len(labels)} labels given for {self.stream.n_classes} classes"
+            raise ModelError(msg)
+        if description is None:
+            description = (
+                f"mlaas4hep_nb {self.model.name}: {self.stream.n_features} features, "
+                f"{self.stream.n_classes} classes, {self.epoch} epochs; outputs: "
+                + (
+                    "probability of the last label"
+                    if self.layout.n_outputs == 1
+                    else "one per label"
+                )
+            )
+        spec = {**self.stream.spec.to_dict(), "normalize": self.stream.normalize}
+        return write_bundle(
+            ServingExport(self.model, self.layout, self._jagged),
+            bundle_dir,
+            name=name,
+            labels=labels,
+            features=self.stream.features,
+            spec=spec,
+            description=description,
+        )
