@@ -60,6 +60,7 @@ def write_bundle(
     bundle.mkdir(parents=True, exist_ok=True)
     model.export(str(bundle), format="tf_saved_model", verbose=False)
     (bundle / "assets").mkdir(exist_ok=True)
+    input_node, output_node = _serving_nodes(bundle)
     (bundle / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels))
     params = {
         "name": name or bundle.resolve().name,
@@ -68,11 +69,11 @@ def write_bundle(
         "op": "serving_default",
         "input_name": "inputs",
         "output_name": "output_0",
-        "input_node": INPUT_NODE,
-        "output_node": OUTPUT_NODE,
+        "input_node": input_node,
+        "output_node": output_node,
         # older upstream servers read the camelCase spellings
-        "inputNode": INPUT_NODE,
-        "outputNode": OUTPUT_NODE,
+        "inputNode": input_node,
+        "outputNode": output_node,
         "img_channels": 0,
         "description": description,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -81,6 +82,24 @@ def write_bundle(
     }
     (bundle / PARAMS_FILE).write_text(json.dumps(params, indent=1))
     return bundle
+
+
+def _serving_nodes(bundle: Path) -> tuple[str, str]:
+    """The graph ops that feed and fetch the ``serving_default`` signature of the SavedModel.
+
+    ``model.export`` also writes a ``serve`` signature, which takes the op
+    ``StatefulPartitionedCall``; serving_default's output op is then another one.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((bundle / "saved_model.pb").read_bytes())
+    signature = saved.meta_graphs[0].signature_def.get("serving_default")
+    if signature is None or len(signature.inputs) != 1 or len(signature.outputs) != 1:
+        return INPUT_NODE, OUTPUT_NODE
+    (tensor_in,) = signature.inputs.values()
+    (tensor_out,) = signature.outputs.values()
+    return tensor_in.name.split(":")[0], tensor_out.name.split(":")[0]
 
 
 def read_params(bundle_dir: str | os.PathLike) -> dict:

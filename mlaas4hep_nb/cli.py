@@ -111,7 +111,56 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"\n== 3. streaming {stream}")
     n, rate = stream_rate(stream)
     print(f"streamed {n} events at {rate:,.0f} events/s")
+    print(f"\n== 4. training the default MLP for {args.epochs} epochs")
+    from .train import Trainer
+
+    trainer = Trainer(stream, epochs=args.epochs)
+    trainer.fit(live_plot=True, progress=True)
+    result = trainer.evaluate()
+    print(f"validation AUC {result['auc']:.3f}, accuracy {result['accuracy']:.3f}")
+    trainer.plot_history().savefig(out / "loss.png", dpi=100)
+    trainer.plot_roc().savefig(out / "roc.png", dpi=100)
+    bundle = trainer.export(out / "tth")
+    print(f"wrote {out / 'loss.png'}, {out / 'roc.png'} and the TFaaS bundle {bundle}")
     stream.close()
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .mlaas_params import MLaaSParams, ParamsError, load_mlaas_params
+    from .models import ModelError
+    from .stream import DataStream
+    from .train import Trainer
+
+    try:
+        params = load_mlaas_params(args.params) if args.params else MLaaSParams()
+        given = {k: v for k, v in vars(args).items() if v is not None}
+        stream_args = {**params.stream, **{k: given[k] for k in _STREAM_FLAGS if k in given}}
+        if args.label:
+            sources, stream_args["label"] = args.files, args.label
+        elif args.signal and args.background:
+            sources = {1: args.signal, 0: args.background}
+        else:
+            msg = "give --signal and --background files, or --files with --label BRANCH"
+            raise ParamsError(msg)
+        stream = DataStream(sources, **stream_args)
+        print(stream)
+        epochs = given.get("epochs", params.trainer.get("epochs", 5))
+        trainer = Trainer(
+            stream, model=args.model, epochs=epochs, max_events=params.trainer.get("max_events")
+        )
+        trainer.fit(live_plot=True, progress=stream_args.get("progress", True))
+    except (ParamsError, ModelError, FileNotFoundError) as err:
+        print(f"mlaas4hep-nb: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    result = trainer.evaluate()
+    print(f"validation AUC {result['auc']:.4f}, accuracy {result['accuracy']:.4f}")
+    if args.save:
+        print(f"saved {trainer.save(args.save)}")
+    print(f"wrote the TFaaS bundle {trainer.export(args.out, name=args.name)}")
+    stream.close()
+
+
+_STREAM_FLAGS = ("tree", "branches", "cut", "max_len", "chunk_size", "batch_size")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,9 +195,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true")
     p.set_defaults(run=_cmd_specs)
 
+    p = sub.add_parser("train", help="train a model on ROOT files and export a TFaaS bundle")
+    p.add_argument("--signal", nargs="+", help="signal (label 1) files, globs or URLs")
+    p.add_argument("--background", nargs="+", help="background (label 0) files")
+    p.add_argument("--files", nargs="+", help="files whose --label branch holds the class")
+    p.add_argument("--label", help="branch holding the class 0..K-1 (with --files)")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--name", help="model name in params.json (default: the folder's name)")
+    p.add_argument("--params", help="MLaaS4HEP params.json (nevts, chunk_size, epochs, ...)")
+    p.add_argument("--model", help="a .py file defining model(idim); default: the built-in MLP")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--tree")
+    p.add_argument("--branches", nargs="+", help="names or glob patterns")
+    p.add_argument("--cut", help="uproot cut expression")
+    p.add_argument("--max-len", type=int, help="cap on jagged pad lengths")
+    p.add_argument("--chunk-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--save", help="also write the Keras model here (.keras)")
+    p.set_defaults(run=_cmd_train)
+
     p = sub.add_parser("demo", help="run the whole job end to end on generated data")
     p.add_argument("--out", default="demo-output")
     p.add_argument("--events", type=int, default=50_000, help="events per class")
+    p.add_argument("--epochs", type=int, default=5, help="training epochs")
     p.set_defaults(run=_cmd_demo)
     return parser
 
