@@ -1,0 +1,249 @@
+"""A served model: a bundle's SavedModel signatures, params, labels and FeatureSpec."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import LABELS_FILE, read_params
+from .errors import RequestError
+
+__all__ = ["BundleError", "ServedModel", "find_saved_model"]
+
+MASK_SIGNATURE = "serving_with_mask"
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class BundleError(ValueError):
+    """A folder that is not a loadable bundle (no params.json, no SavedModel, bad signature)."""
+
+
+def find_saved_model(folder: str | os.PathLike) -> Path | None:
+    """``folder`` if it holds ``saved_model.pb``, else its only sub-folder that does."""
+    folder = Path(folder)
+    if (folder / "saved_model.pb").is_file():
+        return folder
+    found = [child for child in folder.iterdir() if (child / "saved_model.pb").is_file()]
+    return found[0] if len(found) == 1 else None
+
+
+def _is_number(value: object) -> bool:
+    return type(value) is float or type(value) is int
+
+
+class _Signature:
+    """One SavedModel signature: its input names and dtypes, and the output it returns."""
+
+    def __init__(self, function: Any, output: str | None) -> None:
+        _, inputs = function.structured_input_signature
+        self.function = function
+        self.inputs = dict(inputs)
+        outputs = function.structured_outputs
+        if not isinstance(outputs, Mapping) or not outputs:
+            msg = "the signature returns no named outputs"
+            raise BundleError(msg)
+        self.output = output if output in outputs else sorted(outputs)[0]
+        self.output_spec = outputs[self.output]
+
+    def __call__(self, **arrays: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        tensors = {
+            name: tf.constant(np.asarray(arrays[name], dtype=spec.dtype.as_numpy_dtype))
+            for name, spec in self.inputs.items()
+        }
+        try:
+            out = self.function(**tensors)[self.output].numpy()
+        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as err:
+            message = str(err).strip().splitlines()[0][:300]
+            raise RequestError(400, f"the model rejected the input: {message}") from None
+        return out.reshape(len(out), -1)
+
+
+class ServedModel:
+    """A bundle loaded for serving.
+
+    Parameters
+    ----------
+    path : the bundle folder (SavedModel + ``params.json`` + ``labels.txt``).
+    name : the name it is served under; by default the folder's name.
+
+    Raises
+    ------
+    BundleError
+        If the folder has no readable ``params.json``, no loadable SavedModel,
+        or a signature that does not take one ``[None, n]`` input.
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str | None = None) -> None:
+        import tensorflow as tf
+
+        self.path = Path(path)
+        self.name = name or self.path.name
+        try:
+            self.params = read_params(self.path)
+        except (OSError, ValueError) as err:
+            raise BundleError(str(err)) from None
+        if not isinstance(self.params, dict):
+            msg = f"params.json of {self.name!r} is not a JSON object"
+            raise BundleError(msg)
+        self.labels = self._read_labels()
+        try:
+            loaded = tf.saved_model.load(str(self.path))
+        except Exception as err:  # TF raises many kinds for a bad or missing SavedModel
+            msg = f"bundle {self.name!r} has no loadable SavedModel: {type(err).__name__}: {err}"
+            raise BundleError(msg) from None
+        self._loaded = loaded  # keeps the variables the signatures use alive
+        signatures = dict(loaded.signatures)
+        op = self.params.get("op")
+        default = signatures.get(op) or signatures.get("serving_default")
+        if default is None:
+            msg = f"the SavedModel of {self.name!r} has no serving_default signature"
+            raise BundleError(msg)
+        self._default = _Signature(default, self.params.get("output_name"))
+        if len(self._default.inputs) != 1:
+            msg = (
+                f"the serving_default signature of {self.name!r} takes "
+                f"{sorted(self._default.inputs)}; one [None, n] input is needed"
+            )
+            raise BundleError(msg)
+        (self.input_name, input_spec), *_ = self._default.inputs.items()
+        if input_spec.shape.rank != 2:
+            msg = f"the input of {self.name!r} has shape {input_spec.shape}; [None, n] is needed"
+            raise BundleError(msg)
+        features = self.params.get("features")
+        width = input_spec.shape[1]
+        self.n_features: int | None = (
+            width if width is not None else len(features) if isinstance(features, list) else None
+        )
+        self.output_name = self._default.output
+        self._masked = self._mask_signature(signatures.get(MASK_SIGNATURE))
+        self.spec = self._read_spec()
+        self._converter = None
+
+    def _read_labels(self) -> list[str]:
+        labels = self.path / str(self.params.get("labels") or LABELS_FILE)
+        if labels.resolve().parent != self.path.resolve() or not labels.is_file():
+            return []
+        return [line.strip() for line in labels.read_text(errors="replace").splitlines()]
+
+    def _read_spec(self):
+        spec = self.params.get("spec")
+        if not isinstance(spec, Mapping):
+            return None
+        from ..specs import FeatureSpec
+
+        try:
+            return FeatureSpec.from_dict(spec)
+        except (KeyError, TypeError, ValueError) as err:
+            msg = f"the FeatureSpec in params.json of {self.name!r} is not valid: {err}"
+            raise BundleError(msg) from None
+
+    def _mask_signature(self, function: Any) -> _Signature | None:
+        if function is None:
+            return None
+        signature = _Signature(function, self.params.get("output_name"))
+        masks = [name for name in signature.inputs if "mask" in name]
+        if len(signature.inputs) != 2 or len(masks) != 1:
+            return None
+        return signature
+
+    @property
+    def has_mask_signature(self) -> bool:
+        return self._masked is not None
+
+    @property
+    def output_width(self) -> int | None:
+        shape = self._default.output_spec.shape
+        return shape[-1] if shape.rank else None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs ``[rows, k]`` for the float32 rows ``x`` ``[rows, n]`` (serving_default)."""
+        return self._default(**{self.input_name: x})
+
+    def predict_masked(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Outputs through ``serving_with_mask`` when the bundle has it, else serving_default."""
+        if self._masked is None:
+            return self.predict(x)
+        names = list(self._masked.inputs)
+        mask_name = next(name for name in names if "mask" in name)
+        input_name = next(name for name in names if name != mask_name)
+        return self._masked(**{input_name: x, mask_name: mask})
+
+    def convert(self, events: object) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, mask)`` from raw events, padded and normalised as in training.
+
+        Raises
+        ------
+        RequestError
+            (400) if the bundle carries no FeatureSpec, or an event misses a
+            branch or holds a value that is not a number (a list of numbers
+            for a jagged branch).
+        """
+        if self.spec is None:
+            raise RequestError(
+                400, f"model {self.name!r} has no FeatureSpec in its params.json; send values"
+            )
+        if not isinstance(events, list) or not events:
+            raise RequestError(400, "events must be a non-empty list of objects")
+        if self._converter is None:
+            from ..convert import Converter
+
+            spec = self.params["spec"]
+            normalize = self.params.get("normalize", spec.get("normalize", "minmax"))
+            try:
+                self._converter = Converter(self.spec, normalize)
+            except ValueError as err:
+                raise RequestError(400, f"model {self.name!r}: {err}") from None
+        columns = {
+            branch.name: _column(events, branch.name, branch.jagged)
+            for branch in self.spec.branches
+            if not branch.jagged or branch.pad > 0
+        }
+        x, mask, _ = self._converter(columns)
+        return x, mask
+
+    def describe(self) -> dict:
+        """Params as ``/models`` lists them, with what this server adds."""
+        return {
+            **self.params,
+            "name": self.name,
+            "n_features": self.n_features,
+            "mask_signature": self.has_mask_signature,
+        }
+
+
+def _column(events: Sequence, branch: str, jagged: bool):
+    values = []
+    for i, event in enumerate(events):
+        if not isinstance(event, Mapping):
+            raise RequestError(400, f"event {i} is not an object of branch values")
+        if branch not in event:
+            raise RequestError(400, f"event {i} has no branch {branch!r}")
+        value = event[branch]
+        ok = (
+            isinstance(value, list) and all(_is_number(v) for v in value)
+            if jagged
+            else _is_number(value)
+        )
+        if not ok:
+            kind = "a list of numbers" if jagged else "a number"
+            raise RequestError(400, f"event {i}: branch {branch!r} must be {kind}, not {value!r}")
+        values.append(value)
+    if not jagged:
+        return np.asarray(values, dtype=np.float64)
+    import awkward as ak
+
+    counts = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    content = np.fromiter((x for v in values for x in v), dtype=np.float64, count=int(offsets[-1]))
+    layout = ak.contents.ListOffsetArray(ak.index.Index64(offsets), ak.contents.NumpyArray(content))
+    return ak.Array(layout)

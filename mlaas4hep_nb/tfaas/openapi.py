@@ -1,0 +1,164 @@
+"""The OpenAPI 3 description of the server's routes, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_schema"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+_ERROR = {
+    "description": "bad input, unauthorised, unknown model or too large",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}},
+                "required": ["error"],
+            }
+        }
+    },
+}
+_JSON = {"application/json": {"schema": {}}}
+_ROW = {"type": "array", "items": {"type": "number"}}
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}
+_NAME_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": _NAME}
+
+
+def _ok(description: str, content: dict | None = None) -> dict:
+    return {"description": description, "content": content or _JSON}
+
+
+def _operation(summary: str, body: dict | None = None, parameters: list | None = None) -> dict:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": _ok("success"), "4XX": _ERROR},
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": body}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _json_body(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+_ROW_REQUEST = _json_body(
+    {
+        "type": "object",
+        "properties": {
+            "keys": {"type": "array", "items": {"type": "string"}},
+            "values": {"oneOf": [_ROW, {"type": "array", "items": _ROW}]},
+            "model": _NAME,
+            "raw": {"type": "boolean"},
+            "events": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+)
+_TF_SERVING = _json_body(
+    {
+        "type": "object",
+        "properties": {
+            "signature_name": {"type": "string"},
+            "instances": {"type": "array", "items": _ROW},
+            "inputs": {"type": "array", "items": _ROW},
+        },
+    }
+)
+_V2_INFER = _json_body(
+    {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "shape": {"type": "array", "items": {"type": "integer"}},
+                        "datatype": {"type": "string"},
+                        "data": {"type": "array"},
+                    },
+                    "required": ["name", "shape", "datatype", "data"],
+                },
+            },
+        },
+        "required": ["inputs"],
+    }
+)
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_UPLOAD = {
+    **_BINARY,
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "name": _NAME,
+                "model": {"type": "string", "format": "binary"},
+                "params": {"type": "string", "format": "binary"},
+                "labels": {"type": "string", "format": "binary"},
+                "op": {"type": "string"},
+            },
+            "required": ["name", "model", "params", "labels"],
+        }
+    },
+}
+
+
+def openapi_schema(version: str) -> dict:
+    """The OpenAPI 3.0 document of every route."""
+    predict = _operation("predict rows (upstream TFaaS): one row or a list of rows", _ROW_REQUEST)
+    proto = _operation("predict one tfaaspb.Row, answer tfaaspb.Predictions", _BINARY)
+    proto["responses"]["200"] = _ok("tfaaspb.Predictions", _BINARY)
+    model_query = [{"name": "model", "in": "query", "required": False, "schema": _NAME}]
+    paths = {
+        "/": {"get": _operation("server name, version and routes")},
+        "/status": {"get": _operation("server status, request counts and models")},
+        "/models": {"get": _operation("params of every served model")},
+        "/upload": {"post": _operation("upload a bundle tarball or an upstream form", _UPLOAD)},
+        "/json": {"post": predict},
+        "/predict/json": {"post": predict},
+        "/proto": {"post": proto},
+        "/predict/proto": {"post": proto},
+        "/params": {
+            "get": _operation("params of the default model"),
+            "post": _operation(
+                "set the default model (by name)",
+                _json_body({"type": "object", "properties": {"name": _NAME}, "required": ["name"]}),
+            ),
+        },
+        "/params/{name}": {"get": _operation("params of a model", parameters=[_NAME_PARAMETER])},
+        "/delete": {"delete": _operation("delete a model (form field model)", None, model_query)},
+        "/delete/{name}": {"delete": _operation("delete a model", None, [_NAME_PARAMETER])},
+        "/v1/models/{name}": {"get": _operation("TF Serving status", None, [_NAME_PARAMETER])},
+        "/v1/models/{name}:predict": {
+            "post": _operation("TF Serving REST predict", _TF_SERVING, [_NAME_PARAMETER])
+        },
+        "/v2": {"get": _operation("Open Inference Protocol server metadata")},
+        "/v2/health/live": {"get": _operation("liveness")},
+        "/v2/health/ready": {"get": _operation("readiness")},
+        "/v2/models/{name}": {"get": _operation("model metadata", None, [_NAME_PARAMETER])},
+        "/v2/models/{name}/ready": {"get": _operation("model readiness", None, [_NAME_PARAMETER])},
+        "/v2/models/{name}/infer": {
+            "post": _operation("Open Inference Protocol v2 inference", _V2_INFER, [_NAME_PARAMETER])
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "mlaas4hep_nb TFaaS-compatible server",
+            "version": version,
+            "description": "Upstream TFaaS routes plus TF Serving REST and Open Inference v2.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": paths,
+    }

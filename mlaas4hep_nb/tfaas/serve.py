@@ -1,0 +1,159 @@
+"""Run the server: in the foreground (``mlaas4hep-nb serve``) or in a background thread."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .server import DEFAULT_MAX_UPLOAD, ENV_OPTIONS, TFaaSApp, create_app
+
+__all__ = ["ServerHandle", "serve", "serve_in_background"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _uvicorn_options(log_level: str) -> dict:
+    """The fastest stack installed: uvloop and httptools when present; no access log."""
+    return {
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "access_log": False,
+        "server_header": False,
+        "date_header": False,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 5,
+    }
+
+
+def serve(
+    model_dir: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8083,
+    *,
+    token: str | None = None,
+    token_all: bool = False,
+    workers: int = 1,
+    max_upload: int = DEFAULT_MAX_UPLOAD,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Serve the models in ``model_dir`` on ``host:port`` until interrupted.
+
+    With ``workers`` > 1, that many processes share the port and the model
+    dir; each picks up the uploads and deletes of the others within a second.
+    The other parameters are those of `create_app`.
+    """
+    import uvicorn
+
+    settings = {"token": token, "token_all": token_all, "max_upload": max_upload, **options}
+    settings.setdefault("freeze_gc", True)
+    if workers > 1:
+        settings.setdefault("sync_interval", 1.0)
+        os.environ[ENV_OPTIONS] = json.dumps({"model_dir": str(Path(model_dir)), **settings})
+        uvicorn.run(
+            "mlaas4hep_nb.tfaas.server:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            **_uvicorn_options(log_level),
+        )
+        return
+    app = create_app(model_dir, **settings)
+    uvicorn.run(app, host=host, port=port, **_uvicorn_options(log_level))
+
+
+class ServerHandle:
+    """A server running in a background thread of this process.
+
+    Attributes
+    ----------
+    url : ``http://host:port`` of the server.
+    app : the `TFaaSApp` (its ``registry`` holds the served models).
+    """
+
+    def __init__(self, server: Any, thread: threading.Thread, url: str, app: TFaaSApp) -> None:
+        self._server = server
+        self._thread = thread
+        self.url = url
+        self.app = app
+
+    @property
+    def model_dir(self) -> Path:
+        return self.app.registry.root
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop serving and wait for the thread to end."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<TFaaS server {self.url} ({state}), models in {self.model_dir}>"
+
+
+def serve_in_background(
+    model_dir: str | os.PathLike,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    *,
+    timeout: float = 120,
+    log_level: str = "warning",
+    **options: Any,
+) -> ServerHandle:
+    """Start the server in a background thread and return once it answers.
+
+    Parameters
+    ----------
+    model_dir : where models persist; models already there are served.
+    port : 0 picks a free port; ``handle.url`` tells which.
+    host : the address to listen on.
+    timeout : seconds to wait for start-up (loading the stored models).
+    options : the options of `create_app` (``token``, ``token_all``, ``max_upload``, ...).
+
+    Returns
+    -------
+    A `ServerHandle` with ``.url`` and ``.stop()``; also a context manager.
+    """
+    import uvicorn
+
+    app = create_app(model_dir, **options)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(app, **_uvicorn_options(log_level))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="tfaas-server", daemon=True
+    )
+    bound = sock.getsockname()
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(5)
+            sock.close()
+            msg = f"the TFaaS server on {host}:{bound[1]} did not start; see the log above"
+            raise RuntimeError(msg)
+        time.sleep(0.02)
+    address = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return ServerHandle(server, thread, f"http://{address}:{bound[1]}", app)

@@ -1,0 +1,525 @@
+"""The TFaaS-compatible ASGI application.
+
+Upstream TFaaS routes (``/upload``, ``/json``, ``/proto``, ``/models``,
+``/delete``, ``/params``, ``/status``), TF Serving REST (``/v1``), Open
+Inference Protocol v2 (``/v2``) and ``/openapi.json``. ``POST /json`` (and
+``/predict/json``) is answered by a plain ASGI path that skips the router:
+it is the route that takes the load. Everything else goes through Starlette.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import hmac
+import json
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .batching import MicroBatcher
+from .errors import RequestError
+from .model import BundleError, ServedModel
+from .names import SERVER_NAME
+from .openapi import openapi_schema
+from .payload import as_rows, check_width, decode_json
+from .registry import ModelRegistry
+from .upload import stage_form, stage_tarball
+
+__all__ = ["DEFAULT_MAX_UPLOAD", "SERVER_NAME", "TFaaSApp", "app_from_env", "create_app"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
+ENV_OPTIONS = "MLAAS4HEP_NB_SERVE_OPTIONS"
+_JSON_PATHS = frozenset(("/json", "/predict/json"))
+_OPEN_PATHS = frozenset(("/v2/health/live", "/v2/health/ready", "/openapi.json"))
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class _Disconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+def _error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data, option=_NUMPY), status, media_type="application/json")
+
+
+async def _send(send, status: int, body: bytes, headers: list | None = None) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or ()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _receive_body(receive, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"the request body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _request_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"the request body is larger than the limit of {limit} bytes")
+    return await _receive_body(request.receive, limit)
+
+
+def _tensor(name: str, width: int | None) -> dict:
+    return {"name": name, "datatype": "FP32", "shape": [-1, width or -1]}
+
+
+def _replay(body: bytes):
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class TFaaSApp:
+    """The server as an ASGI application; see `create_app` for the parameters."""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        *,
+        token: str | None = None,
+        token_all: bool = False,
+        max_upload: int = DEFAULT_MAX_UPLOAD,
+        max_rows: int = 2048,
+        max_wait: float = 0.002,
+        freeze_gc: bool = False,
+        sync_interval: float | None = None,
+        predict_threads: int = 4,
+    ) -> None:
+        self.registry = ModelRegistry(model_dir)
+        self.token = token.encode() if token else None
+        self.token_all = token_all
+        self.max_upload = max_upload
+        self.max_unpacked = 4 * max_upload
+        self.max_rows = max_rows
+        self.max_wait = max_wait
+        self.freeze_gc = freeze_gc
+        self.sync_interval = sync_interval
+        self.executor = ThreadPoolExecutor(predict_threads, thread_name_prefix="tfaas-predict")
+        self._batchers: dict[str, tuple[ServedModel, MicroBatcher]] = {}
+        self.started = time.time()
+        self.get_requests = 0
+        self.post_requests = 0
+        self.router = Starlette(
+            routes=self._routes(),
+            exception_handlers={
+                RequestError: self._request_error,
+                HTTPException: self._http_error,
+                Exception: self._server_error,
+            },
+            lifespan=self._lifespan,
+        )
+
+    # --- plumbing --------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.router(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        if method == "GET":
+            self.get_requests += 1
+        else:
+            self.post_requests += 1
+        needs_token = self.token is not None and self._needs_token(method, path)
+        if needs_token and not self._authorized(scope):
+            await _send(
+                send,
+                401,
+                _error_body("unauthorised: send the header 'Authorization: Bearer <token>'"),
+                [(b"www-authenticate", b"Bearer")],
+            )
+            return
+        if method == "POST" and path in _JSON_PATHS:
+            await self._predict_json(receive, send)
+        else:
+            await self.router(scope, receive, send)
+
+    def _needs_token(self, method: str, path: str) -> bool:
+        if self.token_all:
+            return path not in _OPEN_PATHS
+        return method == "DELETE" or (method == "POST" and path in ("/upload", "/params"))
+
+    def _authorized(self, scope) -> bool:
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                return hmac.compare_digest(value, b"Bearer " + self.token)
+        return False
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app):
+        names = await run_in_threadpool(self.registry.load_all)
+        log.info("serving %d models from %s: %s", len(names), self.registry.root, names)
+        self._settle()
+        sync = None
+        if self.sync_interval:
+            sync = asyncio.get_running_loop().create_task(self._sync_loop())
+        try:
+            yield
+        finally:
+            if sync is not None:
+                sync.cancel()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _sync_loop(self) -> None:
+        # other worker processes share the model dir: pick up their uploads and deletes
+        while True:
+            await asyncio.sleep(self.sync_interval)
+            try:
+                if await run_in_threadpool(self.registry.refresh):
+                    self._settle()
+            except Exception:
+                log.exception("syncing the model dir failed")
+
+    def _settle(self) -> None:
+        """After loading models: keep the long-lived TF objects out of the cyclic GC's scans."""
+        if self.freeze_gc:
+            gc.collect()
+            gc.freeze()
+
+    def _batcher(self, model: ServedModel) -> MicroBatcher:
+        entry = self._batchers.get(model.name)
+        if entry is None or entry[0] is not model:
+            batcher = MicroBatcher(model.predict, self.executor, self.max_rows, self.max_wait)
+            entry = (model, batcher)
+            self._batchers[model.name] = entry
+        return entry[1]
+
+    async def _request_error(self, request: Request, err: RequestError) -> Response:
+        return _json({"error": err.message}, err.status)
+
+    async def _http_error(self, request: Request, err: HTTPException) -> Response:
+        response = _json({"error": str(err.detail)}, err.status_code)
+        response.headers.update(err.headers or {})
+        return response
+
+    async def _server_error(self, request: Request, err: Exception) -> Response:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=err)
+        return _json({"error": f"internal server error: {type(err).__name__}"}, 500)
+
+    async def _json_body(self, request: Request) -> Any:
+        body = await _request_body(request, self.max_upload)
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            raise RequestError(400, f"malformed JSON: {err}") from None
+
+    # --- predictions -----------------------------------------------------------------
+
+    async def _predict_json(self, receive, send) -> None:
+        try:
+            request = decode_json(await _receive_body(receive, self.max_upload))
+            model = self.registry.get(request.model)
+            if request.events is not None:
+                out = await self._predict_events(model, request.events)
+            else:
+                check_width(request.x, model.n_features, model.name)
+                y = await self._batcher(model)(request.x)
+                out = y if request.batched else y[0]
+            status, body = 200, orjson.dumps(out, option=_NUMPY)
+        except RequestError as err:
+            status, body = err.status, _error_body(err.message)
+        except _Disconnected:
+            return
+        except Exception as err:
+            log.exception("internal error on POST /json")
+            status, body = 500, _error_body(f"internal server error: {type(err).__name__}")
+        await _send(send, status, body)
+
+    async def _predict_events(self, model: ServedModel, events: list) -> np.ndarray:
+        def run() -> np.ndarray:
+            return model.predict_masked(*model.convert(events))
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+
+    async def _predict_rows(self, model: ServedModel, x: np.ndarray) -> np.ndarray:
+        check_width(x, model.n_features, model.name)
+        return await self._batcher(model)(x)
+
+    async def predict_json_route(self, request: Request) -> Response:
+        # reached only when the ASGI fast path is bypassed (a mounted sub-app)
+        raise RequestError(400, "POST /json is served by the TFaaS app's fast path")
+
+    async def proto(self, request: Request) -> Response:
+        from google.protobuf.message import DecodeError
+
+        from .proto import Class, Predictions, Row
+
+        row = Row()
+        try:
+            row.ParseFromString(await _request_body(request, self.max_upload))
+        except DecodeError as err:
+            raise RequestError(400, f"the body is not a tfaaspb.Row message: {err}") from None
+        model = self.registry.get(row.model or None)
+        x = as_rows(np.asarray(row.value, dtype=np.float32), "Row.value")
+        y = (await self._predict_rows(model, x))[0]
+        labels = model.labels if len(model.labels) == len(y) > 1 else [""] * len(y)
+        pairs = zip(labels, y.tolist(), strict=True)
+        classes = [Class(label=label, probability=p) for label, p in pairs]
+        message = Predictions(prediction=classes)
+        return Response(message.SerializeToString(), media_type="application/octet-stream")
+
+    async def tf_serving(self, request: Request) -> Response:
+        name, _, verb = request.path_params["target"].partition(":")
+        if request.method == "GET":
+            if verb:
+                raise RequestError(404, f"unknown route {request.url.path}")
+            self.registry.get(name)
+            status = {"error_code": "OK", "error_message": ""}
+            return _json(
+                {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": status}]}
+            )
+        if verb != "predict":
+            raise RequestError(404, f"unknown verb {verb!r}; use /v1/models/{name}:predict")
+        model = self.registry.get(name)
+        body = await self._json_body(request)
+        if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+            raise RequestError(400, 'send an object with either "instances" or "inputs"')
+        key = "instances" if "instances" in body else "inputs"
+        data = body[key]
+        if isinstance(data, dict) and len(data) == 1:  # {"inputs": {"inputs": [...]}}
+            data = next(iter(data.values()))
+        if isinstance(data, list) and data and all(isinstance(i, dict) for i in data):
+            if any(len(instance) != 1 for instance in data):
+                raise RequestError(400, "each instance object must hold the one input")
+            data = [next(iter(instance.values())) for instance in data]
+        y = await self._predict_rows(model, as_rows(data, key))
+        return _json({"predictions" if key == "instances" else "outputs": y})
+
+    async def v2_infer(self, request: Request) -> Response:
+        model = self.registry.get(request.path_params["name"])
+        body = await self._json_body(request)
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not (isinstance(inputs, list) and inputs and all(isinstance(i, dict) for i in inputs)):
+            raise RequestError(400, '"inputs" must be a non-empty list of tensor objects')
+        tensor = next((i for i in inputs if i.get("name") == model.input_name), inputs[0])
+        shape, data = tensor.get("shape"), tensor.get("data")
+        if not (
+            isinstance(shape, list)
+            and 1 <= len(shape) <= 2
+            and all(type(d) is int and d > 0 for d in shape)
+        ):
+            raise RequestError(400, '"shape" must be [rows, n] or [n] with positive sizes')
+        x = as_rows(data, "data").reshape(-1)
+        if x.size != int(np.prod(shape)):
+            raise RequestError(400, f'"data" holds {x.size} numbers; shape {shape} needs more')
+        y = await self._predict_rows(model, x.reshape(1 if len(shape) == 1 else shape[0], -1))
+        output = {
+            "name": model.output_name,
+            "datatype": "FP32",
+            "shape": list(y.shape),
+            "data": y.reshape(-1),
+        }
+        out = {"model_name": model.name, "model_version": "1", "outputs": [output]}
+        if isinstance(body.get("id"), str):
+            out["id"] = body["id"]
+        return _json(out)
+
+    async def v2_model(self, request: Request) -> Response:
+        model = self.registry.get(request.path_params["name"])
+        return _json(
+            {
+                "name": model.name,
+                "versions": ["1"],
+                "platform": "tensorflow_savedmodel",
+                "inputs": [_tensor(model.input_name, model.n_features)],
+                "outputs": [_tensor(model.output_name, model.output_width)],
+            }
+        )
+
+    async def v2_model_ready(self, request: Request) -> Response:
+        model = self.registry.get(request.path_params["name"])
+        return _json({"name": model.name, "ready": True})
+
+    async def v2_server(self, request: Request) -> Response:
+        from .. import __version__
+
+        return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
+
+    async def v2_live(self, request: Request) -> Response:
+        return _json({"live": True})
+
+    async def v2_ready(self, request: Request) -> Response:
+        return _json({"ready": True})
+
+    # --- models ----------------------------------------------------------------------
+
+    async def upload(self, request: Request) -> Response:
+        body = await _request_body(request, self.max_upload)
+        staging = self.registry.staging()
+        try:
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                form_request = Request(request.scope, _replay(body))
+                async with form_request.form(
+                    max_files=8, max_fields=16, max_part_size=self.max_upload
+                ) as form:
+                    name, folder = await stage_form(form, staging, self.max_unpacked)
+            else:
+                name, folder = await run_in_threadpool(
+                    stage_tarball, body, staging, self.max_unpacked
+                )
+            try:
+                model = await run_in_threadpool(ServedModel, folder, name)
+            except BundleError as err:
+                raise RequestError(400, str(err)) from None
+            self.registry.install(name, folder, model)
+            self._batchers.pop(name, None)
+        finally:
+            await run_in_threadpool(shutil.rmtree, staging, True)
+        self._settle()
+        log.info("uploaded model %s", name)
+        return _json({"name": name, "n_features": model.n_features, "status": "uploaded"})
+
+    async def delete(self, request: Request) -> Response:
+        name = request.path_params.get("name") or request.query_params.get("model")
+        if name is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        ):
+            async with request.form(max_files=0, max_fields=8) as form:
+                value = form.get("model")
+                name = value if isinstance(value, str) else None
+        if not name:
+            raise RequestError(400, "name the model to delete: /delete/NAME or the field 'model'")
+        await run_in_threadpool(self.registry.delete, name)
+        self._batchers.pop(name, None)
+        return _json({"name": name, "status": "deleted"})
+
+    async def models(self, request: Request) -> Response:
+        return _json([model.describe() for model in self.registry.models()])
+
+    async def params(self, request: Request) -> Response:
+        if request.method == "POST":
+            body = await self._json_body(request)
+            if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+                raise RequestError(400, 'send the params of a served model: {"name": ...}')
+            model = self.registry.get(body["name"])
+            self.registry.default = model.name
+            return _json(model.describe())
+        return _json(self.registry.get(request.path_params.get("name")).describe())
+
+    async def status(self, request: Request) -> Response:
+        from .. import __version__
+
+        batchers = {name: entry[1] for name, entry in self._batchers.items()}
+        return _json(
+            {
+                "server": SERVER_NAME,
+                "version": __version__,
+                "batching": True,
+                "models": self.registry.names(),
+                "default_model": self.registry.default,
+                "Uptime": time.time() - self.started,
+                "getRequests": self.get_requests,
+                "postRequests": self.post_requests,
+                "Load": dict(zip(("load1", "load5", "load15"), os.getloadavg(), strict=True)),
+                "batches": {
+                    name: {"calls": b.calls, "rows": b.rows} for name, b in batchers.items()
+                },
+            }
+        )
+
+    async def index(self, request: Request) -> Response:
+        from .. import __version__
+
+        routes = sorted(openapi_schema(__version__)["paths"])
+        return _json({"server": SERVER_NAME, "version": __version__, "routes": routes})
+
+    async def openapi(self, request: Request) -> Response:
+        from .. import __version__
+
+        return _json(openapi_schema(__version__))
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route("/", self.index, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/status", self.status, methods=["GET"]),
+            Route("/models", self.models, methods=["GET"]),
+            Route("/upload", self.upload, methods=["POST"]),
+            Route("/json", self.predict_json_route, methods=["POST"]),
+            Route("/predict/json", self.predict_json_route, methods=["POST"]),
+            Route("/proto", self.proto, methods=["POST"]),
+            Route("/predict/proto", self.proto, methods=["POST"]),
+            Route("/params", self.params, methods=["GET", "POST"]),
+            Route("/params/{name}", self.params, methods=["GET"]),
+            Route("/delete", self.delete, methods=["DELETE"]),
+            Route("/delete/{name}", self.delete, methods=["DELETE"]),
+            Route("/v1/models/{target}", self.tf_serving, methods=["GET", "POST"]),
+            Route("/v2", self.v2_server, methods=["GET"]),
+            Route("/v2/health/live", self.v2_live, methods=["GET"]),
+            Route("/v2/health/ready", self.v2_ready, methods=["GET"]),
+            Route("/v2/models/{name}", self.v2_model, methods=["GET"]),
+            Route("/v2/models/{name}/ready", self.v2_model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/infer", self.v2_infer, methods=["POST"]),
+        ]
+
+
+def create_app(model_dir: str | os.PathLike, **options: Any) -> TFaaSApp:
+    """The TFaaS-compatible ASGI app serving the bundles in ``model_dir``.
+
+    Parameters
+    ----------
+    model_dir : where models persist, one folder per model; created if missing.
+    token : when set, uploads, deletes and ``POST /params`` need
+        ``Authorization: Bearer <token>``.
+    token_all : the token is needed on every route but the health checks.
+    max_upload : the largest request body in bytes (413 above it).
+    max_rows, max_wait : micro-batching: the most rows in one model call, and
+        how long (seconds) an idle model waits to gather requests.
+    freeze_gc : move the objects alive after loading models out of the cyclic
+        garbage collector's scans (for a dedicated server process).
+    sync_interval : seconds between scans of ``model_dir`` for models that
+        other worker processes uploaded or deleted (None: no scans).
+    """
+    return TFaaSApp(model_dir, **options)
+
+
+def app_from_env() -> TFaaSApp:
+    """App factory for uvicorn worker processes: options come as JSON in an environment variable."""
+    options = json.loads(os.environ[ENV_OPTIONS])
+    return create_app(Path(options.pop("model_dir")), **options)
