@@ -163,6 +163,53 @@ def _cmd_train(args: argparse.Namespace) -> None:
 _STREAM_FLAGS = ("tree", "branches", "cut", "max_len", "chunk_size", "batch_size")
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    import os
+
+    return args.token or os.environ.get("MLAAS4HEP_NB_TOKEN") or None
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from .tfaas.serve import serve
+
+    token = _token(args)
+    if args.token_all and not token:
+        print("mlaas4hep-nb: error: --token-all needs --token", file=sys.stderr)
+        raise SystemExit(2)
+    serve(
+        args.model_dir,
+        args.host,
+        args.port,
+        token=token,
+        token_all=args.token_all,
+        workers=args.workers,
+        max_upload=args.max_upload,
+    )
+
+
+def _cmd_push(args: argparse.Namespace) -> None:
+    from .tfaas.client import TFaaSClient
+
+    name = TFaaSClient(args.url, token=_token(args)).upload(args.bundle, name=args.name)
+    print(f"pushed {args.bundle} to {args.url} as {name!r}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    from .tfaas.client import TFaaSClient
+
+    data = json.loads(Path(args.file).read_text())
+    if isinstance(data, dict):
+        data = data.get("events", data.get("values"))
+    client = TFaaSClient(args.url, token=_token(args), upstream=args.upstream or None)
+    if isinstance(data, list) and data and all(isinstance(e, dict) for e in data):
+        out = client.predict_raw(args.name, data)
+    else:
+        out = client.predict(args.name, data)
+    print(json.dumps(out.tolist()))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlaas4hep-nb",
@@ -214,6 +261,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save", help="also write the Keras model here (.keras)")
     p.set_defaults(run=_cmd_train)
 
+    p = sub.add_parser("serve", help="serve TFaaS bundles over HTTP (TFaaS-compatible)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8083)
+    p.add_argument("--model-dir", default="models", help="where uploaded models persist")
+    p.add_argument("--token", help="bearer token for uploads and deletes ($MLAAS4HEP_NB_TOKEN)")
+    p.add_argument("--token-all", action="store_true", help="require the token on every route")
+    p.add_argument("--workers", type=int, default=1, help="server processes")
+    p.add_argument("--max-upload", type=int, default=512 * 1024 * 1024, help="bytes")
+    p.set_defaults(run=_cmd_serve)
+
+    p = sub.add_parser("push", help="upload a bundle (folder or tarball) to a TFaaS server")
+    p.add_argument("bundle", help="bundle folder or .tar.gz")
+    p.add_argument("--url", required=True, help="the TFaaS server, e.g. http://localhost:8083")
+    p.add_argument("--name", help="model name (default: the bundle's)")
+    p.add_argument("--token", help="bearer token ($MLAAS4HEP_NB_TOKEN)")
+    p.set_defaults(run=_cmd_push)
+
+    p = sub.add_parser("predict", help="predictions of a served model for rows or raw events")
+    p.add_argument("file", help="JSON: a list of rows, one row, or a list of raw events")
+    p.add_argument("--url", required=True)
+    p.add_argument("--name", required=True, help="the served model")
+    p.add_argument("--token", help="bearer token ($MLAAS4HEP_NB_TOKEN)")
+    p.add_argument("--upstream", action="store_true", help="one request per row (upstream)")
+    p.set_defaults(run=_cmd_predict)
+
     p = sub.add_parser("demo", help="run the whole job end to end on generated data")
     p.add_argument("--out", default="demo-output")
     p.add_argument("--events", type=int, default=50_000, help="events per class")
@@ -225,11 +297,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlaas4hep-nb`` console script."""
     from .errors import EmptyDataError, SchemaError, SourceError
+    from .tfaas.errors import TFaaSError
 
     args = _parser().parse_args(argv)
     try:
         args.run(args)
-    except (SourceError, SchemaError, EmptyDataError) as err:
+    except (SourceError, SchemaError, EmptyDataError, TFaaSError) as err:
         print(f"mlaas4hep-nb: error: {err}", file=sys.stderr)
         return 2
     return 0
