@@ -1,0 +1,175 @@
+"""What every panel shares: a status line with errors, background jobs, figures as images."""
+
+from __future__ import annotations
+
+import html
+import io
+import threading
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Job", "Status", "figure_png", "image_box", "new_figure"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def new_figure(width: float = 5.0, height: float = 3.4, ncols: int = 1):
+    """A matplotlib Figure and its axes, made without pyplot (safe in a worker thread)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    return fig, fig.subplots(1, ncols)
+
+
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes, for an ``ipywidgets.Image``."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def image_box(**layout: Any) -> w.Image:
+    """An empty PNG image widget, hidden until it gets a value."""
+    image = w.Image(format="png", layout=w.Layout(display="none", **layout))
+
+    def show(change: dict) -> None:
+        image.layout.display = "" if change["new"] else "none"
+
+    image.observe(show, "value")
+    return image
+
+
+class Status:
+    """A progress bar, a one-line message and, after a failure, the traceback one click away.
+
+    Attributes
+    ----------
+    widget : the ``VBox`` to place in a panel.
+    message : the text shown now (plain text).
+    error : the exception of the last failure, None after a success.
+    traceback : its formatted traceback ("" when there is none).
+    """
+
+    def __init__(self) -> None:
+        self.progress = w.FloatProgress(
+            min=0.0, max=1.0, layout=w.Layout(width="40%", display="none")
+        )
+        self.text = w.HTML()
+        self.show_traceback = w.ToggleButton(
+            description="Traceback",
+            icon="bug",
+            tooltip="show the full Python traceback",
+            layout=w.Layout(width="auto", display="none"),
+        )
+        self.traceback_html = w.HTML(layout=w.Layout(display="none"))
+        self.show_traceback.observe(self._toggle, "value")
+        self.widget = w.VBox(
+            [w.HBox([self.progress, self.text, self.show_traceback]), self.traceback_html]
+        )
+        self.message = ""
+        self.error: BaseException | None = None
+        self.traceback = ""
+
+    def _toggle(self, change: dict) -> None:
+        self.traceback_html.layout.display = "" if change["new"] else "none"
+
+    def _say(self, text: str, color: str | None = None) -> None:
+        self.message = text
+        style = f' style="color:{color}"' if color else ""
+        self.text.value = f"<span{style}>{html.escape(text)}</span>"
+
+    def info(self, text: str) -> None:
+        """Show a message (no progress bar)."""
+        self.progress.layout.display = "none"
+        self._say(text)
+
+    def busy(self, text: str, fraction: float | None = None) -> None:
+        """Show work in progress: the message and a bar (full and striped when unmeasured)."""
+        self.progress.layout.display = ""
+        if fraction is None:
+            self.progress.bar_style = "info"
+            self.progress.value = 1.0
+        else:
+            self.progress.bar_style = ""
+            self.progress.value = min(max(float(fraction), 0.0), 1.0)
+        self._say(text)
+
+    def succeed(self, text: str) -> None:
+        self.error = None
+        self.traceback = ""
+        self.show_traceback.layout.display = "none"
+        self.show_traceback.value = False
+        self.progress.layout.display = "none"
+        self._say(text, "green")
+
+    def fail(self, error: BaseException, doing: str) -> None:
+        """Show ``error`` as one readable line; the traceback behind the Traceback button."""
+        self.error = error
+        self.traceback = "".join(traceback.format_exception(error))
+        self.progress.layout.display = "none"
+        self._say(f"{doing} failed: {type(error).__name__}: {error}", "#c62828")
+        self.traceback_html.value = (
+            '<pre style="font-size:11px;line-height:1.3;max-height:20em;overflow:auto">'
+            f"{html.escape(self.traceback)}</pre>"
+        )
+        self.show_traceback.layout.display = ""
+
+
+class Job:
+    """Runs one piece of work at a time in a daemon thread, reporting to a `Status`.
+
+    The front end stays responsive while the thread works: widget changes made
+    from the thread reach the browser as they happen. A failure is shown in the
+    status (message and traceback) and kept for `wait`, which re-raises it.
+    """
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+        self._thread: threading.Thread | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.doing = ""
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, doing: str, work: Callable[[], Any], done: Callable[[Any], str]) -> bool:
+        """Run ``work()`` in a thread, then show ``done(result)``; False if a job still runs."""
+        if self.running:
+            self.status.info(f"still {self.doing}: wait for it to finish (or stop it)")
+            return False
+        self.doing = doing
+        self.result = self.error = None
+        self.status.busy(f"{doing}…")
+
+        def run() -> None:
+            try:
+                self.result = work()
+                self.status.succeed(done(self.result))
+            except Exception as err:
+                self.error = err
+                self.status.fail(err, doing)
+
+        self._thread = threading.Thread(target=run, name=f"mlaas4hep_nb: {doing}", daemon=True)
+        self._thread.start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the job ends; return its result or raise its error."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                msg = f"{self.doing} still runs after {timeout} s"
+                raise TimeoutError(msg)
+        if self.error is not None:
+            raise self.error
+        return self.result
