@@ -142,8 +142,17 @@ class Job:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, doing: str, work: Callable[[], Any], done: Callable[[Any], str]) -> bool:
-        """Run ``work()`` in a thread, then show ``done(result)``; False if a job still runs."""
+    def start(
+        self,
+        doing: str,
+        work: Callable[[], Any],
+        done: Callable[[Any], str],
+        after: Callable[[], None] | None = None,
+    ) -> bool:
+        """Run ``work()`` in a thread, then show ``done(result)``; False if a job still runs.
+
+        ``after()`` runs last, whether the work succeeded or failed.
+        """
         if self.running:
             self.status.info(f"still {self.doing}: wait for it to finish (or stop it)")
             return False
@@ -158,6 +167,9 @@ class Job:
             except Exception as err:
                 self.error = err
                 self.status.fail(err, doing)
+            finally:
+                if after is not None:
+                    after()
 
         self._thread = threading.Thread(target=run, name=f"mlaas4hep_nb: {doing}", daemon=True)
         self._thread.start()

@@ -1,0 +1,81 @@
+"""Keras callbacks that show training in a panel: progress in a Status, the live plot as an Image.
+
+Imported only when a panel trains, since it imports Keras.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import ipywidgets as w
+import keras
+
+from ..liveplot import LivePlot
+from ._common import figure_png
+
+__all__ = ["ImageLivePlot", "TrainingProgress"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class ImageLivePlot(LivePlot):
+    """The training layer's LivePlot, drawn into an ``ipywidgets.Image``.
+
+    An Image's value reaches the browser from any thread, where output
+    captured by an ``ipywidgets.Output`` from the training thread could land in
+    whichever cell ran last.
+    """
+
+    def __init__(self, image: w.Image, min_interval: float = 1.0) -> None:
+        super().__init__(min_interval=min_interval, show=False, notebook=True)
+        self.image = image
+
+    def draw(self) -> None:
+        self.image.value = figure_png(self.figure())
+        self.draws += 1
+        self._last_draw = time.perf_counter()
+        self._stale = False
+
+
+class TrainingProgress(keras.callbacks.Callback):
+    """Reports ``(text, fraction done)`` after batches (at most every ``min_interval`` s)."""
+
+    def __init__(self, report: Callable[[str, float], None], min_interval: float = 0.3) -> None:
+        super().__init__()
+        self.report = report
+        self.min_interval = min_interval
+        self._last = float("-inf")
+        self._epoch = 0
+        self._first_epoch = 0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._first_epoch = None
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.min_interval:
+            return
+        self._last = now
+        epochs = self.params.get("epochs", self._epoch + 1)
+        steps = self.params.get("steps") or batch + 1
+        run = epochs - self._first_epoch
+        done = (self._epoch - self._first_epoch + (batch + 1) / steps) / max(run, 1)
+        loss = f", loss {float(logs['loss']):.4f}" if logs and "loss" in logs else ""
+        self.report(f"epoch {self._epoch + 1}/{epochs}: batch {batch + 1}/{steps}{loss}", done)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        epochs = self.params.get("epochs", epoch + 1)
+        run = epochs - self._first_epoch
+        auc = f", val AUC {float(logs['val_auc']):.4f}" if "val_auc" in logs else ""
+        self.report(
+            f"epoch {epoch + 1}/{epochs} done{auc}", (epoch + 1 - self._first_epoch) / max(run, 1)
+        )

@@ -1,0 +1,300 @@
+"""DeployPanel: push a trained model to a TFaaS server, manage its models, test predictions."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+import numpy as np
+
+from ._common import Job, Status, figure_png, image_box, new_figure
+
+if TYPE_CHECKING:
+    from ..tfaas import ServerHandle, TFaaSClient
+    from ..train import Trainer
+
+__all__ = ["DeployPanel", "agreement_png"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def agreement_png(local: np.ndarray, served: np.ndarray, name: str) -> bytes:
+    """Served against local scores, one point per event, with the diagonal."""
+    fig, ax = new_figure(4.2, 3.6)
+    ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="served = local")
+    ax.scatter(local, served, s=6, alpha=0.6, label=f"{len(local)} validation events")
+    ax.set(
+        xlabel="local score (Trainer.predict)",
+        ylabel=f"served score ({name})",
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
+    )
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    return figure_png(fig)
+
+
+class DeployPanel:
+    """Push the trained model to a TFaaS endpoint, list and delete models, compare predictions.
+
+    A view over `mlaas4hep_nb.TFaaSClient` (``upload``, ``models``, ``delete``,
+    ``predict``) and `mlaas4hep_nb.tfaas.serve_in_background` (Start local server).
+
+    Parameters
+    ----------
+    source : a `Trainer`, or anything with a ``trainer`` attribute (a `TrainingPanel`);
+        read when pushing, so a later training is pushed.
+    url : the TFaaS server; empty until given or until a local server starts.
+    token : the bearer token of the server, if it needs one.
+    name : the model name to push under.
+    model_dir : where the local server keeps its models (a temporary folder by default).
+    n_test : validation events sent by Test prediction.
+
+    Attributes
+    ----------
+    widget : the ipywidgets layout (displaying the panel displays it).
+    server : the `ServerHandle` of the local server, once started.
+    models : the server's model names, as last listed.
+    test : after Test prediction: ``local``, ``served`` scores and ``max_diff``.
+    """
+
+    def __init__(
+        self,
+        source: Any = None,
+        url: str = "",
+        token: str | None = None,
+        name: str = "mlaas4hep_model",
+        *,
+        model_dir: str | os.PathLike | None = None,
+        n_test: int = 500,
+    ) -> None:
+        self.source = source
+        self.model_dir = model_dir
+        self.n_test = n_test
+        self.server: ServerHandle | None = None
+        self.models: list[str] = []
+        self.test: dict | None = None
+        self.status = Status()
+        self.job = Job(self.status)
+        self._build(url, token, name)
+
+    def _build(self, url: str, token: str | None, name: str) -> None:
+        self.source_line = w.HTML()
+        self.url = w.Text(
+            value=url,
+            description="endpoint",
+            placeholder="http://host:8083, or start a local server",
+            layout=w.Layout(width="32em"),
+        )
+        self.server_button = w.Button(description="Start local server", icon="server")
+        self.token = w.Password(value=token or "", description="token")
+        self.name = w.Text(value=name, description="model name")
+        self.push_button = w.Button(description="Push", icon="upload", button_style="primary")
+        self.model_list = w.Select(options=[], rows=5, description="on server")
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.delete_button = w.Button(description="Delete", icon="trash", button_style="danger")
+        self.test_button = w.Button(description="Test prediction", icon="check")
+        self.test_image = image_box(max_width="360px")
+        self.test_text = w.HTML()
+
+        self.server_button.on_click(lambda _: self.toggle_server())
+        self.push_button.on_click(lambda _: self.push())
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.delete_button.on_click(lambda _: self.delete())
+        self.test_button.on_click(lambda _: self.test_prediction())
+
+        self.widget = w.VBox(
+            [
+                self.source_line,
+                w.HBox([self.url, self.server_button]),
+                w.HBox([self.token, self.name, self.push_button]),
+                w.HBox([self.model_list, w.VBox([self.refresh_button, self.delete_button])]),
+                self.status.widget,
+                w.HBox([self.test_button, self.test_text]),
+                self.test_image,
+            ],
+            layout=w.Layout(width="100%"),
+        )
+        self.refresh_source()
+
+    def _repr_mimebundle_(self, **kwargs: Any):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    @property
+    def trainer(self) -> Trainer | None:
+        """The trainer to push: the source itself, or its ``trainer`` (a TrainingPanel's)."""
+        return getattr(self.source, "trainer", self.source)
+
+    def refresh_source(self) -> None:
+        """Describe the model Push will send."""
+        trainer = self.trainer
+        text = "no trained model yet: train one first" if trainer is None else repr(trainer)
+        self.source_line.value = f"<b>Model:</b> {html.escape(text)}"
+
+    def client(self) -> TFaaSClient:
+        """A `TFaaSClient` for the endpoint and token in the panel."""
+        from ..tfaas.client import TFaaSClient
+
+        url = self.url.value.strip()
+        if not url:
+            msg = "no endpoint: type the TFaaS server's URL, or start a local server"
+            raise ValueError(msg)
+        return TFaaSClient(url, token=self.token.value or None)
+
+    def _with_client(self, call):
+        with contextlib.closing(self.client()) as client:
+            return call(client)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the running job; raise its error if it failed."""
+        return self.job.wait(timeout)
+
+    # --- local server ------------------------------------------------------------------
+
+    def toggle_server(self, wait: bool = False) -> None:
+        """Start this package's TFaaS server in the kernel (or stop the one started)."""
+        if self.server is not None:
+            self.stop_server()
+            return
+
+        def work() -> ServerHandle:
+            from ..tfaas import serve_in_background
+
+            folder = self.model_dir or tempfile.mkdtemp(prefix="mlaas4hep-tfaas-")
+            return serve_in_background(folder, port=0, token=self.token.value or None)
+
+        def done(handle: ServerHandle) -> str:
+            self.server = handle
+            self.url.value = handle.url
+            self.server_button.description = "Stop local server"
+            self.models = self._with_client(lambda client: client.models())
+            self.model_list.options = self.models
+            return f"local TFaaS server at {handle.url} (models in {handle.model_dir})"
+
+        self.job.start("starting the local server", work, done)
+        if wait:
+            self.wait()
+
+    def stop_server(self) -> None:
+        """Stop the local server started from this panel."""
+        if self.server is not None:
+            self.server.stop()
+            self.status.info(f"stopped the local server at {self.server.url}")
+            self.server = None
+            self.server_button.description = "Start local server"
+
+    # --- models on the server ----------------------------------------------------------
+
+    def _list(self, client: TFaaSClient) -> list[str]:
+        self.models = client.models()
+        self.model_list.options = self.models
+        return self.models
+
+    def push(self, wait: bool = False) -> None:
+        """Upload the trained model under the name in the panel, then list the server's models."""
+        self.refresh_source()
+        trainer = self.trainer
+        name = self.name.value.strip()
+
+        def work() -> str:
+            if trainer is None:
+                msg = "no trained model to push: train one first (TrainingPanel or Trainer.fit)"
+                raise ValueError(msg)
+
+            def upload(client: TFaaSClient) -> str:
+                pushed = client.upload(trainer, name=name or None)
+                self._list(client)
+                return pushed
+
+            return self._with_client(upload)
+
+        def done(pushed: str) -> str:
+            if pushed in self.models:
+                self.model_list.value = pushed
+            return f"pushed {pushed!r} to {self.url.value}"
+
+        self.job.start("pushing", work, done)
+        if wait:
+            self.wait()
+
+    def refresh(self, wait: bool = False) -> None:
+        """List the models on the server."""
+        self.job.start(
+            "listing models",
+            lambda: self._with_client(self._list),
+            lambda models: f"{len(models)} model(s) on {self.url.value}",
+        )
+        if wait:
+            self.wait()
+
+    def delete(self, name: str | None = None, wait: bool = False) -> None:
+        """Delete a model (by default the one selected in the list) from the server."""
+        name = name or self.model_list.value
+        if not name:
+            self.status.info("select a model in the list first")
+            return
+
+        def work() -> list[str]:
+            def remove(client: TFaaSClient) -> list[str]:
+                client.delete(name)
+                return self._list(client)
+
+            return self._with_client(remove)
+
+        self.job.start(f"deleting {name!r}", work, lambda _: f"deleted {name!r}")
+        if wait:
+            self.wait()
+
+    # --- test --------------------------------------------------------------------------
+
+    def test_prediction(self, wait: bool = False) -> None:
+        """Send validation events to the served model and plot its scores against local ones."""
+        trainer = self.trainer
+        name = self.name.value.strip()
+
+        def work() -> dict:
+            if trainer is None:
+                msg = "no trained model: train one and push it first"
+                raise ValueError(msg)
+            x = _validation_rows(trainer, self.n_test)
+            local = trainer.predict(x)
+            served = self._with_client(lambda client: client.predict(name, x))
+            local, served = local[:, -1], served.reshape(len(x), -1)[:, -1]
+            return {
+                "local": local,
+                "served": served,
+                "max_diff": float(np.abs(local - served).max()),
+            }
+
+        def done(test: dict) -> str:
+            self.test = test
+            self.test_image.value = agreement_png(test["local"], test["served"], name)
+            self.test_text.value = (
+                f"{len(test['local'])} events: max |served − local| = {test['max_diff']:.2e}"
+            )
+            return f"{name!r} answered {len(test['served'])} predictions"
+
+        self.job.start(f"testing {name!r}", work, done)
+        if wait:
+            self.wait()
+
+
+def _validation_rows(trainer: Trainer, n: int) -> np.ndarray:
+    """The first ``n`` validation events of the trainer's stream, as the model takes them."""
+    parts, have = [], 0
+    with contextlib.closing(trainer.stream.chunks("validation")) as chunks:
+        for x, _, _ in chunks:
+            parts.append(x[: n - have])
+            have += len(parts[-1])
+            if have >= n:
+                break
+    if not have:
+        msg = "the stream's validation split is empty: no events to test with"
+        raise ValueError(msg)
+    return np.concatenate(parts)
