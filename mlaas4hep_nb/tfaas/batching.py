@@ -34,7 +34,8 @@ class MicroBatcher:
     Parameters
     ----------
     function : the model call; it runs in ``executor``, one call at a time.
-    executor : where the calls run, so the event loop keeps serving meanwhile.
+    executor : where the calls run, so the event loop keeps serving meanwhile;
+        None runs them in the event loop itself.
     max_rows : the most rows gathered into one call (a larger request runs alone).
     max_wait : seconds an idle batcher waits for more requests before calling.
     eager_rows : requests of at least this many rows do not wait.
@@ -43,7 +44,7 @@ class MicroBatcher:
     def __init__(
         self,
         function: Callable[[np.ndarray], np.ndarray],
-        executor: Executor,
+        executor: Executor | None,
         max_rows: int = 2048,
         max_wait: float = 0.002,
         eager_rows: int = 256,
@@ -104,7 +105,10 @@ class MicroBatcher:
         inputs = [x for x, _ in batch]
         x = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
         try:
-            y = await loop.run_in_executor(self._executor, self._function, x)
+            if self._executor is None:
+                y = self._function(x)
+            else:
+                y = await loop.run_in_executor(self._executor, self._function, x)
             if len(y) != len(x):
                 msg = f"the model returned {len(y)} rows for {len(x)}"
                 raise RuntimeError(msg)

@@ -30,11 +30,16 @@ class JsonRequest:
     events: list | None = None  # raw events when "raw": true
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _finite32(x: np.ndarray) -> np.ndarray:
-    x32 = x.astype(np.float32)
-    if not np.isfinite(x32).all():
+    """``x`` (finite float64: JSON has no NaN or inf) as float32, a 400 if out of its range."""
+    flat = x.reshape(-1)
+    # one BLAS call bounds every value; only near float32's range look at each value
+    if not float(flat @ flat) <= _F32_MAX * _F32_MAX and np.abs(flat).max() > _F32_MAX:
         raise RequestError(400, "values must be finite numbers within the float32 range")
-    return x32
+    return x.astype(np.float32)
 
 
 def decode_json(body: bytes) -> JsonRequest:
@@ -52,7 +57,8 @@ def decode_json(body: bytes) -> JsonRequest:
     model = doc.get("model")
     if model is not None and not isinstance(model, str):
         raise RequestError(400, '"model" must be a string')
-    if doc.get("raw") is True:
+    # a missing key costs simdjson an exception: look in the bytes first
+    if b'"raw"' in body and doc.get("raw") is True:
         events = doc.get("events")
         if not isinstance(events, simdjson.Array):
             raise RequestError(400, '"raw": true needs "events", a list of objects')
@@ -91,7 +97,7 @@ def as_rows(values: object, what: str) -> np.ndarray:
     """A float32 ``[rows, n]`` matrix from nested lists (TF Serving, v2, proto), else a 400."""
     try:
         array = np.asarray(values)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise RequestError(400, f"{what} must be a rectangular list of rows of numbers") from None
     if array.dtype.kind not in "iuf" or array.size == 0:
         raise RequestError(400, f"{what} must be a non-empty list of rows of numbers")
@@ -99,7 +105,10 @@ def as_rows(values: object, what: str) -> np.ndarray:
         array = array.reshape(1, -1)
     if array.ndim != 2:
         raise RequestError(400, f"{what} must be a list of rows (2 dimensions), not {array.ndim}")
-    return _finite32(array)
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all() or np.abs(array).max() > _F32_MAX:
+        raise RequestError(400, f"{what} must be finite numbers within the float32 range")
+    return array.astype(np.float32)
 
 
 def check_width(x: np.ndarray, n_features: int | None, model: str) -> None:

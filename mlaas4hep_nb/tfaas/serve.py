@@ -26,6 +26,7 @@ def _uvicorn_options(log_level: str) -> dict:
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
         "access_log": False,
+        "proxy_headers": False,
         "server_header": False,
         "date_header": False,
         "log_level": log_level,

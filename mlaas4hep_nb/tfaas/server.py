@@ -140,7 +140,9 @@ class TFaaSApp:
         self.max_wait = max_wait
         self.freeze_gc = freeze_gc
         self.sync_interval = sync_interval
-        self.executor = ThreadPoolExecutor(predict_threads, thread_name_prefix="tfaas-predict")
+        threads = max(1, predict_threads)
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
+        self._batch_executor = self.executor if predict_threads > 0 else None
         self._batchers: dict[str, tuple[ServedModel, MicroBatcher]] = {}
         self.started = time.time()
         self.get_requests = 0
@@ -225,7 +227,9 @@ class TFaaSApp:
     def _batcher(self, model: ServedModel) -> MicroBatcher:
         entry = self._batchers.get(model.name)
         if entry is None or entry[0] is not model:
-            batcher = MicroBatcher(model.predict, self.executor, self.max_rows, self.max_wait)
+            batcher = MicroBatcher(
+                model.predict, self._batch_executor, self.max_rows, self.max_wait
+            )
             entry = (model, batcher)
             self._batchers[model.name] = entry
         return entry[1]
@@ -511,6 +515,7 @@ def create_app(model_dir: str | os.PathLike, **options: Any) -> TFaaSApp:
     max_upload : the largest request body in bytes (413 above it).
     max_rows, max_wait : micro-batching: the most rows in one model call, and
         how long (seconds) an idle model waits to gather requests.
+    predict_threads : threads for model calls; 0 runs batched calls in the event loop.
     freeze_gc : move the objects alive after loading models out of the cyclic
         garbage collector's scans (for a dedicated server process).
     sync_interval : seconds between scans of ``model_dir`` for models that

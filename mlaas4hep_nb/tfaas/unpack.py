@@ -86,11 +86,11 @@ def _zip_members(archive: zipfile.ZipFile) -> list[_Member]:
     members = []
     for info in archive.infolist():
         parts = _safe_parts(info.filename, "zip")
-        mode = info.external_attr >> 16
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip tool wrote no type
         is_dir = info.is_dir()
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            kind = "a link" if stat.S_ISLNK(mode) else "a device or special file"
-            msg = f"zip member {info.filename!r} is {kind}; only files and folders"
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            what = "a link" if kind == stat.S_IFLNK else "a device or special file"
+            msg = f"zip member {info.filename!r} is {what}; only files and folders"
             raise ArchiveError(msg)
         members.append(_Member(parts, is_dir, 0 if is_dir else info.file_size, info))
     return members

@@ -1,0 +1,218 @@
+"""Serving speed: the TFaaS server under load from wrk, next to a bare constant endpoint.
+
+Upstream TFaaS published about 480 req/s on 16 cores (JSON, concurrency 200)
+for a 42x128x128x128x64x64x1 network. This serves the same network with
+``mlaas4hep-nb serve`` in a subprocess and loads it from ``wrk`` (another
+process) on 127.0.0.1:
+
+1. single-row JSON requests (upstream's format) at concurrency 100;
+2. 1,000-row batch requests at concurrency 4 (rows per second);
+3. for context, a bare Starlette endpoint and a bare ASGI endpoint under the
+   same uvicorn settings, returning a constant.
+
+Each load runs for ``--seconds`` (default 10) after a short warm-up.
+
+    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare]
+
+``wrk`` comes from Debian (``apt-get install wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import requests
+
+UPSTREAM_REQ_S = 480
+N_FEATURES = 42
+LAYERS = (128, 128, 128, 64, 64)
+
+BARE_APP = """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+async def constant(request):
+    await request.body()
+    return Response(b"[0.5]", media_type="application/json")
+
+async def raw(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"5")]})
+    await send({"type": "http.response.body", "body": b"[0.5]"})
+
+starlette = Starlette(routes=[Route("/json", constant, methods=["POST"])])
+app = starlette if sys.argv[1] == "starlette" else raw
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools",
+            access_log=False, server_header=False, date_header=False, log_level="warning")
+"""
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("{body}", "rb")
+wrk.body = f:read("*all")
+f:close()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def make_bundle(folder: Path) -> Path:
+    """The upstream benchmark's network (untrained weights: the speed is the same)."""
+    import keras
+
+    from mlaas4hep_nb.bundle import write_bundle
+
+    inputs = keras.Input((N_FEATURES,), name="inputs")
+    x = inputs
+    for width in LAYERS:
+        x = keras.layers.Dense(width, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    features = [f"f{i}" for i in range(N_FEATURES)]
+    return write_bundle(model, folder / "bench", features=features)
+
+
+def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
+    script = body.with_suffix(".lua")
+    script.write_text(LUA.format(body=body))
+    command = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+        "--timeout", "5s", "-s", str(script), url,
+    ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    figures = {"req_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
+        figures[f"p{pct}_ms"] = float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    figures["requests"] = total
+    figures["errors"] = (int(non2xx.group(1)) if non2xx else 0) + (
+        sum(map(int, errors.groups())) if errors else 0
+    )
+    return figures
+
+
+def load(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
+    run_wrk(url, body, connections, 1, threads)  # warm-up: TF graphs, batcher, connections
+    return run_wrk(url, body, connections, seconds, threads)
+
+
+def line(what: str, f: dict, rows: int = 1) -> str:
+    rate = f"{f['req_s']:>9,.0f} req/s" + (
+        f"  {f['req_s'] * rows:>11,.0f} rows/s" if rows > 1 else ""
+    )
+    return (
+        f"{what:<34} {rate}  p50 {f['p50_ms']:6.2f} ms  p99 {f['p99_ms']:6.2f} ms  "
+        f"errors {f['errors']} of {f['requests']}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--skip-bare", action="store_true", help="skip the constant endpoints")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 1
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    processes = []
+    try:
+        models = tmp / "models"
+        models.mkdir()
+        make_bundle(models)
+        rng = np.random.default_rng(0)
+        x = rng.random((1000, N_FEATURES), dtype=np.float32)
+        keys = [f"f{i}" for i in range(N_FEATURES)]
+        single, batch = tmp / "single.json", tmp / "batch.json"
+        single.write_bytes(orjson.dumps({"keys": keys, "values": x[0], "model": "bench"},
+                                        option=orjson.OPT_SERIALIZE_NUMPY))  # fmt: skip
+        batch.write_bytes(orjson.dumps({"keys": keys, "values": x, "model": "bench"},
+                                       option=orjson.OPT_SERIALIZE_NUMPY))  # fmt: skip
+
+        port = free_port()
+        command = [sys.executable, "-m", "mlaas4hep_nb.cli", "serve", "--port", str(port),
+                   "--model-dir", str(models)]  # fmt: skip
+        server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        processes.append(server)
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url + "/status", server)
+        check = requests.post(url + "/json", data=single.read_bytes(), timeout=30)
+        check.raise_for_status()
+        print(f"network {N_FEATURES}x{'x'.join(map(str, LAYERS))}x1, {os.cpu_count()} cores "
+              f"shared by server and wrk; {args.seconds:g} s per load")  # fmt: skip
+        results = {}
+        results["single"] = load(url + "/json", single, 100, args.seconds, args.threads)
+        print(line("TFaaS /json, 1 row, c=100", results["single"]), flush=True)
+        results["batch"] = load(url + "/json", batch, 4, args.seconds, args.threads)
+        print(line("TFaaS /json, 1000 rows, c=4", results["batch"], 1000), flush=True)
+        batches = requests.get(url + "/status", timeout=10).json()["batches"]["bench"]
+        server.terminate()
+        server.wait(30)
+
+        if not args.skip_bare:
+            for kind in ("starlette", "asgi"):
+                port = free_port()
+                bare = subprocess.Popen([sys.executable, "-c", BARE_APP, kind, str(port)])
+                processes.append(bare)
+                wait_until_up(f"http://127.0.0.1:{port}/", bare)
+                figures = load(f"http://127.0.0.1:{port}/json", single, 100, args.seconds, 1)
+                print(line(f"bare {kind} constant, c=100", figures), flush=True)
+                bare.terminate()
+                bare.wait(30)
+
+        single_rate = results["single"]["req_s"]
+        print(f"\nmicro-batching: {batches['rows']:,} rows in {batches['calls']:,} model calls "
+              f"({batches['rows'] / max(batches['calls'], 1):.1f} rows per call)")  # fmt: skip
+        print(f"single-row: {single_rate:,.0f} req/s = {single_rate / UPSTREAM_REQ_S:.0f}x "
+              f"upstream's {UPSTREAM_REQ_S} req/s (target 15,000, p99 <= 25 ms)")  # fmt: skip
+        print(f"batches: {results['batch']['req_s'] * 1000:,.0f} rows/s (target 500,000)")
+        print(f"reproduce: python benchmarks/bench_serve.py --seconds {args.seconds:g}")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
