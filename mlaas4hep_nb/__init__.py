@@ -10,7 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .xrootd_loader import load_xrootd
+
 __version__ = "0.1.0"
+
+load_xrootd()  # before anything imports TensorFlow or fsspec-xrootd: see xrootd_loader
 
 _EXPORTS = {
     "list_trees": "sources",

@@ -8,11 +8,15 @@ TTree, ``HasFields`` for RNTuple), as uproot-browser does.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import awkward as ak
+import fsspec
 import uproot
 from uproot.behaviors.RNTuple import HasFields
 from uproot.behaviors.TBranch import HasBranches
@@ -85,26 +89,60 @@ def _configure_xrootd() -> None:
 _configure_xrootd = functools.cache(_configure_xrootd)
 
 
-def open_file(path: str) -> uproot.ReadOnlyDirectory:
-    """Open a local or remote ROOT file; errors name the file and say what is wrong."""
+def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirectory:
+    """Open a local or remote ROOT file; errors name the file and say what is wrong.
+
+    With ``cache_dir``, a remote file is copied there whole on first use and
+    read from the copy afterwards.
+    """
     options: dict = {"array_cache": None, "object_cache": None}
+    local = path
     if is_remote(path):
         if path.startswith(("root://", "xroot://")):
             _configure_xrootd()
         options["timeout"] = REMOTE_TIMEOUT
-    else:
-        _check_local(path)
-        options["handler"] = uproot.source.file.MemmapSource
+        if cache_dir is not None:
+            local = _cached_copy(path, cache_dir)
+    if local is not path or not is_remote(path):
+        _check_local(local)
+        options = {
+            "array_cache": None,
+            "object_cache": None,
+            "handler": uproot.source.file.MemmapSource,
+        }
     try:
-        directory = uproot.open(path, **options)
+        directory = uproot.open(local, **options)
+        size, expected = directory.file.source.num_bytes, directory.file.fEND
     except Exception as err:
         msg = f"cannot open {path} as a ROOT file: {type(err).__name__}: {err}"
         raise SourceError(msg) from err
-    size, expected = directory.file.source.num_bytes, directory.file.fEND
     if size is not None and size < expected:
         msg = f"{path} is truncated: its header says {expected} bytes, it holds {size}"
         raise SourceError(msg)
     return directory
+
+
+def _cached_copy(url: str, cache_dir: str) -> str:
+    """The local copy of ``url`` in ``cache_dir``, downloaded whole on first use.
+
+    The copy is written under a temporary name and renamed, so concurrent
+    readers (threads or Dask workers) never see a partial file.
+    """
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    local = Path(cache_dir) / f"{digest}-{os.path.basename(url)}"
+    if local.exists():
+        return str(local)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    partial = local.with_name(f"{local.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        fs, remote = fsspec.core.url_to_fs(url)
+        fs.get_file(remote, str(partial))
+        partial.replace(local)
+    except Exception as err:
+        partial.unlink(missing_ok=True)
+        msg = f"cannot copy {url} into the cache {cache_dir}: {type(err).__name__}: {err}"
+        raise SourceError(msg) from err
+    return str(local)
 
 
 def _check_local(path: str) -> None:
@@ -128,9 +166,9 @@ def tree_names(directory: uproot.ReadOnlyDirectory) -> dict[str, str]:
     return {name: cls for name, cls in found.items() if cls in _TREE_CLASSES}
 
 
-def open_tree(path: str, tree: str):
+def open_tree(path: str, tree: str, cache_dir: str | None = None):
     """Open ``tree`` (a TTree or RNTuple, ``dir/name`` for nested ones) in the file at ``path``."""
-    directory = open_file(path)
+    directory = open_file(path, cache_dir)
     try:
         found = tree_names(directory)
     except Exception as err:

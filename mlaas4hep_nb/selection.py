@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import EmptyDataError, SchemaError
+from .errors import EmptyDataError, SchemaError, SourceError
 from .expressions import read_with_aliases
 from .parallel import map_ordered
 from .rootio import Column, classify, cluster_starts, columns, open_tree
@@ -53,15 +53,26 @@ def scan(
     tree: str,
     aliases: Mapping[str, Mapping[str, str]] | None = None,
     max_workers: int = 8,
+    skipped: dict[str, str] | None = None,
 ) -> list[FileMeta]:
     """Open every file (in parallel, keeping order) and list its tree's columns.
 
     ``aliases`` maps a file to its computed columns ``{name: expression}``.
+    With a ``skipped`` dict, unreachable files are recorded there (path ->
+    reason) and left out instead of raising.
     """
     aliases = aliases or {}
-    return list(
-        map_ordered(lambda path: _meta(path, tree, aliases.get(path, {})), files, max_workers)
-    )
+
+    def meta(path: str) -> FileMeta | None:
+        try:
+            return _meta(path, tree, aliases.get(path, {}))
+        except SourceError as err:
+            if skipped is None:
+                raise
+            skipped[path] = str(err)
+            return None
+
+    return [m for m in map_ordered(meta, files, max_workers) if m is not None]
 
 
 def aliases_by_file(

@@ -362,7 +362,7 @@ def _partials(metas, tree, selected, cut, caps, alias_map, progress, client) -> 
     if client is not None:
         from .distributed import map_partials
 
-        return map_partials(client, metas, tree, selected, cut, caps, alias_map)
+        return map_partials(client, metas, tree, selected, cut, caps, alias_map, progress)
     total = sum(meta.entries for meta in metas)
     with progress_bar(total, "specs", enabled=progress) as bar:
 

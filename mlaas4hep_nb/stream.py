@@ -5,29 +5,26 @@ from __future__ import annotations
 import collections
 import math
 import os
-import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import awkward as ak
 import numpy as np
 
-from .convert import Converter
-from .errors import EmptyDataError, SchemaError
-from .expressions import cut_symbols, evaluate_cut, read_with_aliases
+from .errors import EmptyDataError, SchemaError, SourceError
+from .expressions import cut_symbols, evaluate_cut
 from .parallel import map_ordered
 from .paths import PathLike, expand
 from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
-from .rootio import open_tree
+from .reader import Part, UnitReader
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 from .specs import FeatureSpec, compute_specs
 
 __all__ = ["DataStream", "NonFiniteWarning"]
 
 _SPLITS = (None, "train", "validation")
-_OPEN_FILES_PER_THREAD = 8
+_ON_ERROR = ("raise", "skip")
 
 
 def __dir__() -> list[str]:
@@ -39,44 +36,16 @@ class NonFiniteWarning(UserWarning):
 
 
 @dataclass
-class _Part:
-    """Converted rows of a unit or chunk; ``rows`` are entry numbers relative to the unit."""
-
-    x: np.ndarray
-    mask: np.ndarray
-    y: np.ndarray
-    validation: np.ndarray
-    rows: np.ndarray
-    nonfinite: dict[str, int]
-
-
-@dataclass
 class _Finished:
     """An already computed result with a Future's ``result``/``cancel`` (no reader threads)."""
 
-    value: _Part
+    value: Part
 
-    def result(self) -> _Part:
+    def result(self) -> Part:
         return self.value
 
     def cancel(self) -> bool:
         return False
-
-
-class _OpenTrees(threading.local):
-    """Trees kept open per thread (uproot handles are not shared across threads)."""
-
-    def __init__(self) -> None:
-        self.trees: collections.OrderedDict = collections.OrderedDict()
-
-    def get(self, path: str, tree: str):
-        handle = self.trees.pop(path, None)
-        if handle is None:
-            handle = open_tree(path, tree)
-        self.trees[path] = handle
-        while len(self.trees) > _OPEN_FILES_PER_THREAD:
-            self.trees.popitem(last=False)
-        return handle
 
 
 def _groups_of(sources, label: str | None, redirector: str | None) -> list[tuple]:
@@ -107,7 +76,7 @@ class DataStream:
     specs : a `FeatureSpec` (or the path of one); computed when None.
     chunk_size : events read and converted at a time; bounds memory.
     batch_size : events per batch for the Keras and tf.data adapters.
-    shuffle : shuffle events within chunks and the order of chunks, by ``seed``.
+    shuffle : shuffle events within chunks and the order of reads, by ``seed``.
     seed : the seed of shuffling and of the train/validation split.
     cut : an uproot cut expression applied before anything else.
     label : the branch holding the target when ``sources`` is not a dict.
@@ -117,9 +86,17 @@ class DataStream:
     aliases : computed columns ``{name: expression}``, or ``{label: {...}}`` per
         label to map samples with other schemas onto the same features (see
         `compute_specs`).
-    max_workers : threads that read and convert chunks ahead of the consumer.
+    max_workers : threads that read and convert ahead of the consumer (without Dask).
+    client : a ``dask.distributed.Client``: its workers read and convert, the
+        kernel only assembles chunks; at most ``prefetch`` reads are in flight.
+    prefetch : reads in flight ahead of the consumer (default ``max_workers + 1``,
+        or twice the Dask workers); bounds memory.
+    on_error : ``"raise"`` (default) stops on a file that stays unreachable after
+        retries; ``"skip"`` leaves it out and lists it in ``report["skipped"]``.
+    retries : attempts after the first for a failing remote read, with backoff.
+    cache_dir : keep copies of remote files here, so later passes read locally.
     progress : show a progress bar while computing the spec.
-    redirector : prefix for ``/store/...`` logical file names.
+    redirector : prefix for ``/store/...`` logical file names (MLaaS4HEP style).
     """
 
     def __init__(
@@ -141,6 +118,11 @@ class DataStream:
         max_len: int | Mapping[str, int] | None = None,
         aliases: Mapping | None = None,
         max_workers: int = 2,
+        client=None,
+        prefetch: int | None = None,
+        on_error: str = "raise",
+        retries: int = 3,
+        cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
         redirector: str | None = None,
     ) -> None:
@@ -150,6 +132,9 @@ class DataStream:
         if not 0.0 <= validation_fraction < 1.0:
             msg = f"validation_fraction must be in [0, 1), not {validation_fraction}"
             raise ValueError(msg)
+        if on_error not in _ON_ERROR:
+            msg = f"on_error must be one of {_ON_ERROR}, not {on_error!r}"
+            raise ValueError(msg)
         self.tree = tree
         self.chunk_size = int(chunk_size)
         self.batch_size = int(batch_size)
@@ -157,19 +142,30 @@ class DataStream:
         self.seed = int(seed)
         self.cut = cut
         self.label = label
+        self.normalize = normalize
         self.validation_fraction = float(validation_fraction)
         self.max_workers = max(0, int(max_workers))
-        self.report: dict = {"nonfinite": {}}
+        self.client = client
+        self.on_error = on_error
+        self.report: dict = {"nonfinite": {}, "skipped": {}}
+        #: entries read per file in the current pass: path -> (done, total)
+        self.file_progress: dict[str, tuple[int, int]] = {}
+
         groups = _groups_of(sources, label, redirector)
+        all_files = [path for _, paths in groups for path in paths]
+        aliases_of = aliases_by_file(dict(groups) if label is None else all_files, aliases)
+        skipped = self.report["skipped"] if on_error == "skip" else None
+        metas = {m.path: m for m in scan(all_files, tree, aliases_of, skipped=skipped)}
+        groups = [(key, [p for p in paths if p in metas]) for key, paths in groups]
         self.files = [path for _, paths in groups for path in paths]
-        self._by_label = dict(groups) if label is None else self.files
-        self._aliases = aliases_by_file(self._by_label, aliases)
-        self._alias_definitions = aliases
-        metas = {meta.path: meta for meta in scan(self.files, tree, self._aliases)}
+        if not self.files:
+            msg = f"none of the {len(all_files)} input files could be read: {self.report}"
+            raise EmptyDataError(msg)
         self.groups = [
             Group(key, tuple(paths), tuple(metas[p].entries for p in paths))
             for key, paths in groups
         ]
+        self._entries = {path: meta.entries for path, meta in metas.items()}
         self.n_events = sum(group.total for group in self.groups)
         if self.n_events == 0:
             msg = f"tree {tree!r} is empty in all {len(self.files)} input file(s)"
@@ -177,18 +173,27 @@ class DataStream:
         if label is not None:
             self._check_label(list(metas.values()))
             exclude = (*exclude, label)
-        self.spec = self._spec(specs, list(metas.values()), branches, exclude, max_len, progress)
-        self._converter = Converter(self.spec, normalize)
-        self.normalize = normalize
-        self._cut_names = (
-            cut_symbols(cut, list(metas[self.files[0]].columns), f"{self.files[0]}:{tree}")
-            if cut
-            else []
+        by_label = dict(groups) if label is None else self.files
+        self.spec = self._spec(
+            specs, list(metas.values()), by_label, branches, exclude, max_len, aliases, progress
         )
-        self._read_names = list(
-            dict.fromkeys(
-                [b.name for b in self.spec.branches] + self._cut_names + ([label] if label else [])
-            )
+        first = metas[self.files[0]]
+        cut_names = cut_symbols(cut, list(first.columns), f"{first.path}:{tree}") if cut else []
+        names = [b.name for b in self.spec.branches] + cut_names + ([label] if label else [])
+        self._cut_names = cut_names
+        self._reader = UnitReader(
+            tree=tree,
+            names=list(dict.fromkeys(names)),
+            spec=self.spec,
+            normalize=normalize,
+            labels=[group.label for group in self.groups],
+            label_branch=label,
+            cut=cut,
+            aliases=aliases_of,
+            seed=self.seed,
+            validation_fraction=self.validation_fraction,
+            retries=retries,
+            cache_dir=None if cache_dir is None else str(cache_dir),
         )
         self.classes = self._classes()
         self.n_chunks = max(1, math.ceil(self.n_events / self.chunk_size))
@@ -202,35 +207,40 @@ class DataStream:
             ]
             for g, group in enumerate(self.groups)
         ]
+        if prefetch is None:
+            prefetch = 2 * len(client.scheduler_info()["workers"]) if client else max_workers + 1
+        self.prefetch = max(1, int(prefetch))
         self._passes: collections.Counter = collections.Counter()
-        self._open = _OpenTrees()
         self._pool: ThreadPoolExecutor | None = None
         self._warned = False
         self._counts: dict = {}
 
     # --- setup -------------------------------------------------------------------------
 
-    def _spec(self, specs, metas: list[FileMeta], branches, exclude, max_len, progress):
+    def _spec(
+        self, specs, metas: list[FileMeta], by_label, branches, exclude, max_len, aliases, progress
+    ) -> FeatureSpec:
         if specs is None:
             return compute_specs(
-                self._by_label,
+                by_label,
                 self.tree,
                 branches,
                 exclude,
                 max_len,
                 self.cut,
-                aliases=self._alias_definitions,
+                aliases=aliases,
                 progress=progress,
+                client=self.client,
             )
         if not isinstance(specs, FeatureSpec):
             specs = (
                 FeatureSpec.from_dict(specs)
                 if isinstance(specs, Mapping)
-                else (FeatureSpec.load(specs))
+                else FeatureSpec.load(specs)
             )
         names = [branch.name for branch in specs.branches]
         selected, _ = select(metas, self.tree, names, ())
-        for column, branch in zip(selected, specs.branches, strict=False):
+        for column, branch in zip(selected, specs.branches, strict=True):
             if column.jagged != branch.jagged:
                 kind = "jagged" if branch.jagged else "flat"
                 msg = f"branch {column.name!r} is {kind} in the spec but not in {metas[0].path}"
@@ -247,12 +257,20 @@ class DataStream:
                 msg = f"label branch {self.label!r} in {meta.path} must be one number per event"
                 raise SchemaError(msg)
 
-    def _label_values(self, path: str) -> np.ndarray:
-        handle = open_tree(path, self.tree)
-        arrays = self._read(handle, path, [self.label, *self._cut_names], 0, handle.num_entries)
-        values = ak.to_numpy(arrays[self.label])
+    def _whole_file(self, path: str, names: list[str]) -> tuple[dict, np.ndarray]:
+        """Columns ``names`` of a whole file and the entry numbers passing the cut."""
+        entries = self._entries[path]
+        arrays = self._reader.read(path, [*names, *self._cut_names], 0, entries)
+        numbers = np.arange(entries)
         if self.cut:
-            values = values[evaluate_cut(self.cut, arrays, f"{path}:{self.tree}")]
+            passed = evaluate_cut(self.cut, arrays, f"{path}:{self.tree}")
+            arrays = {name: arrays[name][passed] for name in names}
+            numbers = numbers[passed]
+        return arrays, numbers
+
+    def _label_values(self, path: str) -> np.ndarray:
+        arrays, _ = self._whole_file(path, [self.label])
+        values = np.asarray(arrays[self.label])
         if values.size and (np.any(values < 0) or np.any(values != np.round(values))):
             msg = f"label branch {self.label!r} in {path} holds values that are not 0..K-1"
             raise SchemaError(msg)
@@ -278,50 +296,24 @@ class DataStream:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard of the cluster that reads, or None when reading locally."""
+        return getattr(self.client, "dashboard_link", None)
+
     def __repr__(self) -> str:
         sizes = ", ".join(
             f"{'label ' + str(g.label) if g.label is not None else self.label}: "
             f"{len(g.files)} files/{g.total} events"
             for g in self.groups
         )
+        where = f", on {self.client}" if self.client is not None else ""
         return (
             f"DataStream({sizes}; {self.n_features} features, {self.n_chunks} chunks of "
-            f"~{self.chunk_size}, tree {self.tree!r})"
+            f"~{self.chunk_size}, tree {self.tree!r}{where})"
         )
 
     # --- reading -----------------------------------------------------------------------
-
-    def _read(self, handle, path: str, names: list[str], start: int, stop: int) -> dict:
-        where = f"{path}:{self.tree}"
-        return read_with_aliases(handle, names, start, stop, self._aliases.get(path, {}), where)
-
-    def _read_unit(self, unit: Unit) -> _Part:
-        """Read, cut and convert one cluster-aligned unit (runs on a reader thread)."""
-        where = f"{unit.file}:{self.tree}"
-        handle = self._open.get(unit.file, self.tree)
-        arrays = self._read(handle, unit.file, self._read_names, unit.start, unit.stop)
-        entries = np.arange(unit.start, unit.stop)
-        if self.cut:
-            passed = evaluate_cut(self.cut, arrays, where)
-            arrays = {name: array[passed] for name, array in arrays.items()}
-            entries = entries[passed]
-        x, mask, nonfinite = self._converter(arrays)
-        label = self.groups[unit.group].label
-        if label is None:
-            y = ak.to_numpy(arrays[self.label]).astype(np.float32)
-        else:
-            y = np.full(len(entries), label, dtype=np.float32)
-        validation = validation_mask(
-            file_key(unit.file), entries, self.seed, self.validation_fraction
-        )
-        return _Part(
-            x,
-            mask,
-            y,
-            validation,
-            entries - unit.start,
-            {f"{k} ({unit.file})": v for k, v in nonfinite.items()},
-        )
 
     def _unit_orders(self, shuffle_seed) -> list[list[Unit]]:
         orders = []
@@ -332,7 +324,7 @@ class DataStream:
             orders.append(units)
         return orders
 
-    def _assemble(self, pieces: list[tuple[_Part, Slice]], index: int, shuffle_seed) -> _Part:
+    def _assemble(self, pieces: list[tuple[Part, Slice]], index: int, shuffle_seed) -> Part:
         """Cut each unit to its slice and join them, scattering rows to shuffled places."""
         bounds = [
             (
@@ -347,13 +339,12 @@ class DataStream:
             if shuffle_seed is not None
             else np.arange(n)
         )
-        chunk = _Part(
+        chunk = Part(
             np.empty((n, self.n_features), np.float32),
             np.empty((n, self.n_features), bool),
             np.empty(n, np.float32),
             np.empty(n, bool),
             np.empty(n, np.int64),
-            {},
         )
         done = 0
         for (part, _), (lo, hi) in zip(pieces, bounds, strict=True):
@@ -363,41 +354,70 @@ class DataStream:
             done += hi - lo
         return chunk
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _submit(self, unit: Unit):
+        if self.client is not None:
+            return self.client.submit(self._reader, unit, pure=False)
+        if self.max_workers == 0:
+            return _Finished(self._reader(unit))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="mlaas4hep-read")
-        return self._pool
+        return self._pool.submit(self._reader, unit)
 
-    def _produce(self, shuffle_seed) -> Iterator[_Part]:
-        """Chunks in order, reading units ahead on the thread pool with bounded read-ahead."""
+    def _result(self, future, unit: Unit) -> Part:
+        """The unit's rows; a file that stays unreachable raises or, with skip, gives none."""
+        try:
+            return future.result()
+        except SourceError as err:
+            if self.on_error != "skip":
+                raise
+            self.report["skipped"][unit.file] = str(err)
+            return Part.empty(self.n_features)
+        except Exception as err:
+            if self.client is None or isinstance(err, (SchemaError, EmptyDataError)):
+                raise
+            msg = (
+                f"Dask could not read entries {unit.start}-{unit.stop} of {unit.file}: "
+                f"{type(err).__name__}: {err}"
+            )
+            raise RuntimeError(msg) from err
+
+    def _produce(self, shuffle_seed) -> Iterator[Part]:
+        """Chunks in order, reading units ahead (threads or Dask) with bounded read-ahead."""
         orders = self._unit_orders(shuffle_seed)
         chunks = layout(orders, self.n_chunks)
         needed = list(dict.fromkeys((g, s.unit) for chunk in chunks for g, s in chunk))
+        position = {key: i for i, key in enumerate(needed)}
         last_use = {(g, s.unit): k for k, chunk in enumerate(chunks) for g, s in chunk}
-        ahead = self.max_workers + 1  # units read ahead of the consumer: memory stays flat
-        pending: dict[tuple[int, int], Future | _Part] = {}
+        pending: dict[tuple[int, int], Future | _Finished] = {}
+        results: dict[tuple[int, int], Part] = {}
         submitted = 0
-
-        def read(key: tuple[int, int]):
-            unit = orders[key[0]][key[1]]
-            if self.max_workers == 0:
-                return _Finished(self._read_unit(unit))
-            return self._executor().submit(self._read_unit, unit)
-
+        self.file_progress = {
+            p: (0, e) for g in self.groups for p, e in zip(g.files, g.entries, strict=True)
+        }
         try:
             for k, chunk in enumerate(chunks):
                 keys = [(g, s.unit) for g, s in chunk]
-                horizon = max([needed.index(key) for key in keys[-1:]] or [submitted - 1])
-                while submitted < len(needed) and submitted <= horizon + ahead:
-                    pending[needed[submitted]] = read(needed[submitted])
+                horizon = max((position[key] for key in keys), default=submitted - 1)
+                while submitted < len(needed) and submitted <= horizon + self.prefetch - 1:
+                    key = needed[submitted]
+                    pending[key] = self._submit(orders[key[0]][key[1]])
                     submitted += 1
-                pieces = [(pending[(g, s.unit)].result(), s) for g, s in chunk]
-                assembled = self._assemble(pieces, k, shuffle_seed)
-                for key, (part, _) in zip(keys, pieces, strict=True):
+                for key in keys:
+                    if key not in results:
+                        results[key] = self._result(pending.pop(key), orders[key[0]][key[1]])
+                assembled = self._assemble(
+                    [(results[key], s) for key, (_, s) in zip(keys, chunk, strict=True)],
+                    k,
+                    shuffle_seed,
+                )
+                for key in keys:
                     if last_use[key] == k:  # a unit's NaN counts go with its last chunk
-                        del pending[key]
+                        part = results.pop(key)
                         for name, count in part.nonfinite.items():
                             assembled.nonfinite[name] = assembled.nonfinite.get(name, 0) + count
+                        unit = orders[key[0]][key[1]]
+                        done, total = self.file_progress[unit.file]
+                        self.file_progress[unit.file] = (done + unit.size, total)
                 yield assembled
         finally:
             for future in pending.values():
@@ -416,6 +436,15 @@ class DataStream:
                 stacklevel=3,
             )
 
+    def _pass(self, split: str | None) -> Iterator[Part]:
+        shuffle_seed = None
+        if self.shuffle and split != "validation":
+            shuffle_seed = (self.seed, self._passes[split])
+            self._passes[split] += 1
+        for chunk in self._produce(shuffle_seed):
+            self._note_nonfinite(chunk.nonfinite)
+            yield chunk
+
     def chunks(
         self, split: str | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -423,18 +452,13 @@ class DataStream:
 
         ``split`` is ``"train"``, ``"validation"`` or None (every event). Each
         event appears exactly once per pass. With ``shuffle``, every pass
-        visits chunks in a new order (fixed by ``seed`` and the pass number)
-        and shuffles events within each chunk; validation is never shuffled.
+        reads in a new order (fixed by ``seed`` and the pass number) and
+        shuffles events within each chunk; validation is never shuffled.
         """
         if split not in _SPLITS:
             msg = f"split must be one of {_SPLITS}, not {split!r}"
             raise ValueError(msg)
-        shuffle_seed = None
-        if self.shuffle and split != "validation":
-            shuffle_seed = (self.seed, self._passes[split])
-            self._passes[split] += 1
-        for chunk in self._produce(shuffle_seed):
-            self._note_nonfinite(chunk.nonfinite)
+        for chunk in self._pass(split):
             if split is None:
                 yield chunk.x, chunk.mask, chunk.y
                 continue
@@ -448,12 +472,7 @@ class DataStream:
         One read serves both splits: training can validate on rows it already
         read instead of reading the files twice per epoch. Shuffled like "train".
         """
-        shuffle_seed = None
-        if self.shuffle:
-            shuffle_seed = (self.seed, self._passes["train"])
-            self._passes["train"] += 1
-        for chunk in self._produce(shuffle_seed):
-            self._note_nonfinite(chunk.nonfinite)
+        for chunk in self._pass("train"):
             val = chunk.validation
             yield (
                 (chunk.x[~val], chunk.mask[~val], chunk.y[~val]),
@@ -475,7 +494,7 @@ class DataStream:
                 x, mask, y = x[need:], mask[need:], y[need:]
                 if held_n < size:
                     continue
-                yield tuple(np.concatenate(parts) for parts in zip(*held, strict=False))
+                yield tuple(np.concatenate(parts) for parts in zip(*held, strict=True))
                 held, held_n = [], 0
             full = len(y) - len(y) % size
             for start in range(0, full, size):
@@ -483,7 +502,7 @@ class DataStream:
             if full < len(y):
                 held, held_n = [(x[full:], mask[full:], y[full:])], len(y) - full
         if held:
-            yield tuple(np.concatenate(parts) for parts in zip(*held, strict=False))
+            yield tuple(np.concatenate(parts) for parts in zip(*held, strict=True))
 
     def count(self, split: str | None = None) -> int:
         """Events in ``split`` (after the cut); reads only the cut's branches when there is one."""
@@ -491,25 +510,13 @@ class DataStream:
             msg = f"split must be one of {_SPLITS}, not {split!r}"
             raise ValueError(msg)
         if not self._counts:
-            totals = np.zeros(2, dtype=np.int64)
-            for group in self.groups:
-                for _path, validation in zip(
-                    group.files, map_ordered(self._file_split, group.files), strict=False
-                ):
-                    totals += (int((~validation).sum()), int(validation.sum()))
-            self._counts = {
-                "train": int(totals[0]),
-                "validation": int(totals[1]),
-                None: int(totals.sum()),
-            }
+            validation = sum(int(v.sum()) for v in map_ordered(self._file_split, self.files))
+            total = sum(len(v) for v in map_ordered(self._file_split, self.files))
+            self._counts = {"train": total - validation, "validation": validation, None: total}
         return self._counts[split]
 
     def _file_split(self, path: str) -> np.ndarray:
-        handle = open_tree(path, self.tree)
-        entries = np.arange(handle.num_entries)
-        if self.cut:
-            arrays = self._read(handle, path, self._cut_names, 0, handle.num_entries)
-            entries = entries[evaluate_cut(self.cut, arrays, f"{path}:{self.tree}")]
+        _, entries = self._whole_file(path, [])
         return validation_mask(file_key(path), entries, self.seed, self.validation_fraction)
 
     # --- adapters ----------------------------------------------------------------------
@@ -520,17 +527,15 @@ class DataStream:
 
         n = self.n_features
         x_spec = tf.TensorSpec([None, n], tf.float32)
+        y_spec = tf.TensorSpec([None], tf.float32)
         if with_mask:
-            signature = (
-                (x_spec, tf.TensorSpec([None, n], tf.bool)),
-                tf.TensorSpec([None], tf.float32),
-            )
+            signature = ((x_spec, tf.TensorSpec([None, n], tf.bool)), y_spec)
 
             def generate():
                 for x, mask, y in self.batches(split):
                     yield (x, mask), y
         else:
-            signature = (x_spec, tf.TensorSpec([None], tf.float32))
+            signature = (x_spec, y_spec)
 
             def generate():
                 for x, _, y in self.batches(split):

@@ -67,19 +67,13 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def served_dir(tth) -> Path:
     """A world-readable folder under /tmp holding copies of the ttH files, for the servers."""
-    folder = Path(tempfile.mkdtemp(prefix="mlaas4hep-served-", dir="/tmp"))
-    folder.chmod(0o755)
-    for path in [*tth[1], *tth[0]]:
-        target = folder / Path(path).name
-        shutil.copy(path, target)
-        target.chmod(0o644)
+    folder = world_readable_copy([*tth[1], *tth[0]], "mlaas4hep-served-")
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def xrootd_url(served_dir) -> str:
-    """``root://127.0.0.1:PORT/`` + absolute path: a real XRootD server exporting served_dir."""
+def start_xrootd(folder: Path):
+    """Start a real XRootD server exporting ``folder``; returns (process, url prefix)."""
     binary = shutil.which("xrootd")
     if binary is None:
         pytest.skip(
@@ -87,18 +81,42 @@ def xrootd_url(served_dir) -> str:
             "when run as root)"
         )
     port = free_port()
-    command = [binary, "-p", str(port), str(served_dir)]
+    command = [binary, "-p", str(port), str(folder)]
     if os.geteuid() == 0:
         command[1:1] = ["-R", "nobody"]
-    log = open(served_dir.parent / f"xrootd-{port}.log", "w")  # noqa: SIM115
+    log = open(folder.parent / f"xrootd-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process.log = log
+    wait_for_port(port, process, "xrootd")
+    return process, f"root://127.0.0.1:{port}/{folder}"
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(10)
+    if getattr(process, "log", None):
+        process.log.close()
+
+
+def world_readable_copy(paths, prefix: str) -> Path:
+    """Copy files into a fresh folder under /tmp that the XRootD user 'nobody' can read."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    folder.chmod(0o755)
+    for path in paths:
+        target = folder / Path(path).name
+        shutil.copy(path, target)
+        target.chmod(0o644)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def xrootd_url(served_dir) -> str:
+    """``root://127.0.0.1:PORT/`` + absolute path: a real XRootD server exporting served_dir."""
+    process, url = start_xrootd(served_dir)
     try:
-        wait_for_port(port, process, "xrootd")
-        yield f"root://127.0.0.1:{port}/{served_dir}"
+        yield url
     finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
+        stop(process)
 
 
 HTTP_SERVER = """

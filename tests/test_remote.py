@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,3 +81,14 @@ def test_unreachable_host_fails_fast(scheme):
     with pytest.raises(SourceError, match=f"127.0.0.1:{port}"):
         mn.list_trees(url)
     assert time.monotonic() - start < 60
+
+
+def test_xrootd_works_after_tensorflow_was_imported(xrootd_url):
+    # TensorFlow's BoringSSL symbols used to crash an XRootD client loaded after it
+    code = (
+        "import sys, tensorflow, mlaas4hep_nb as mn; "
+        f"print(mn.list_trees({xrootd_url + '/tth_0.root'!r})[0].entries)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1500"

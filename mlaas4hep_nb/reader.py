@@ -1,0 +1,160 @@
+"""Read one unit (a cluster-aligned entry range of one file) into converted arrays.
+
+A `UnitReader` is a small picklable callable, so the same code runs on the
+stream's reader threads and on Dask workers. Remote reads are retried with
+backoff; each thread or worker process keeps its own open files.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import awkward as ak
+import numpy as np
+
+from .convert import Converter
+from .errors import SourceError
+from .expressions import evaluate_cut, read_with_aliases
+from .paths import is_remote
+from .plan import Unit, file_key, validation_mask
+from .rootio import open_tree
+from .specs import FeatureSpec
+
+__all__ = ["Part", "UnitReader", "with_retries"]
+
+_OPEN_FILES_PER_THREAD = 8
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass
+class Part:
+    """Converted rows of a unit or a chunk; ``rows`` are entry numbers relative to the unit."""
+
+    x: np.ndarray
+    mask: np.ndarray
+    y: np.ndarray
+    validation: np.ndarray
+    rows: np.ndarray
+    nonfinite: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, n_features: int) -> Part:
+        return cls(
+            np.empty((0, n_features), np.float32),
+            np.empty((0, n_features), bool),
+            np.empty(0, np.float32),
+            np.empty(0, bool),
+            np.empty(0, np.int64),
+        )
+
+
+class _OpenTrees(threading.local):
+    """Trees kept open per thread (uproot handles are not shared across threads)."""
+
+    def __init__(self) -> None:
+        self.trees: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, path: str, tree: str, cache_dir: str | None):
+        handle = self.trees.pop(path, None)
+        if handle is None:
+            handle = open_tree(path, tree, cache_dir)
+        self.trees[path] = handle
+        while len(self.trees) > _OPEN_FILES_PER_THREAD:
+            self.trees.popitem(last=False)
+        return handle
+
+    def drop(self, path: str) -> None:
+        self.trees.pop(path, None)
+
+
+def with_retries(path: str, action, retries: int, backoff: float, forget=None):
+    """Run ``action()``; for remote files retry SourceErrors with exponential backoff."""
+    attempts = retries + 1 if is_remote(path) else 1
+    for attempt in range(attempts):
+        try:
+            return action()
+        except SourceError:
+            if attempt == attempts - 1:
+                raise
+            if forget is not None:
+                forget()
+            time.sleep(backoff * 2**attempt)
+    msg = "with_retries made no attempt"
+    raise AssertionError(msg)
+
+
+@dataclass
+class UnitReader:
+    """Read, cut, convert and label one `Unit`; picklable for Dask workers."""
+
+    tree: str
+    names: Sequence[str]
+    spec: FeatureSpec
+    normalize: str | None
+    labels: Sequence[int | None]
+    label_branch: str | None = None
+    cut: str | None = None
+    aliases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    seed: int = 0
+    validation_fraction: float = 0.2
+    retries: int = 3
+    backoff: float = 0.5
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self._converter = Converter(self.spec, self.normalize)
+        self._open = _OpenTrees()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_converter"], state["_open"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def read(self, path: str, names: Sequence[str], start: int, stop: int) -> dict:
+        """Columns ``names`` of entries ``[start, stop)``, aliases computed, retried if remote."""
+
+        def action():
+            handle = self._open.get(path, self.tree, self.cache_dir)
+            return read_with_aliases(
+                handle, list(names), start, stop, self.aliases.get(path, {}), f"{path}:{self.tree}"
+            )
+
+        return with_retries(
+            path, action, self.retries, self.backoff, forget=lambda: self._open.drop(path)
+        )
+
+    def __call__(self, unit: Unit) -> Part:
+        arrays = self.read(unit.file, self.names, unit.start, unit.stop)
+        entries = np.arange(unit.start, unit.stop)
+        if self.cut:
+            passed = evaluate_cut(self.cut, arrays, f"{unit.file}:{self.tree}")
+            arrays = {name: array[passed] for name, array in arrays.items()}
+            entries = entries[passed]
+        x, mask, nonfinite = self._converter(arrays)
+        label = self.labels[unit.group]
+        if label is None:
+            y = ak.to_numpy(arrays[self.label_branch]).astype(np.float32)
+        else:
+            y = np.full(len(entries), label, dtype=np.float32)
+        validation = validation_mask(
+            file_key(unit.file), entries, self.seed, self.validation_fraction
+        )
+        return Part(
+            x,
+            mask,
+            y,
+            validation,
+            entries - unit.start,
+            {f"{k} ({unit.file})": v for k, v in nonfinite.items()},
+        )
