@@ -237,9 +237,10 @@ def _column(events: Sequence, branch: str, jagged: bool):
             kind = "a list of numbers" if jagged else "a number"
             raise RequestError(400, f"event {i}: branch {branch!r} must be {kind}, not {value!r}")
         values.append(value)
-    if not jagged:
-        return np.asarray(values, dtype=np.float64)
     import awkward as ak
+
+    if not jagged:
+        return ak.Array(np.asarray(values, dtype=np.float64))
 
     counts = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
