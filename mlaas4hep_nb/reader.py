@@ -56,22 +56,31 @@ class Part:
 
 
 class _OpenTrees(threading.local):
-    """Trees kept open per thread (uproot handles are not shared across threads)."""
+    """Trees kept open per thread (uproot handles are not shared across threads).
+
+    One per process, not per reader: a reader unpickled for every Dask task
+    still finds the files its worker opened before.
+    """
 
     def __init__(self) -> None:
         self.trees: collections.OrderedDict = collections.OrderedDict()
 
     def get(self, path: str, tree: str, cache_dir: str | None):
-        handle = self.trees.pop(path, None)
+        key = (path, tree, cache_dir)
+        handle = self.trees.pop(key, None)
         if handle is None:
             handle = open_tree(path, tree, cache_dir)
-        self.trees[path] = handle
+        self.trees[key] = handle
         while len(self.trees) > _OPEN_FILES_PER_THREAD:
             self.trees.popitem(last=False)
         return handle
 
     def drop(self, path: str) -> None:
-        self.trees.pop(path, None)
+        for key in [key for key in self.trees if key[0] == path]:
+            del self.trees[key]
+
+
+_OPEN_TREES = _OpenTrees()
 
 
 def with_retries(path: str, action, retries: int, backoff: float, forget=None):
@@ -110,11 +119,10 @@ class UnitReader:
 
     def __post_init__(self) -> None:
         self._converter = Converter(self.spec, self.normalize)
-        self._open = _OpenTrees()
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        del state["_converter"], state["_open"]
+        del state["_converter"]
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -125,13 +133,13 @@ class UnitReader:
         """Columns ``names`` of entries ``[start, stop)``, aliases computed, retried if remote."""
 
         def action():
-            handle = self._open.get(path, self.tree, self.cache_dir)
+            handle = _OPEN_TREES.get(path, self.tree, self.cache_dir)
             return read_with_aliases(
                 handle, list(names), start, stop, self.aliases.get(path, {}), f"{path}:{self.tree}"
             )
 
         return with_retries(
-            path, action, self.retries, self.backoff, forget=lambda: self._open.drop(path)
+            path, action, self.retries, self.backoff, forget=lambda: _OPEN_TREES.drop(path)
         )
 
     def __call__(self, unit: Unit) -> Part:
