@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import hmac
+import importlib
 import json
 import logging
 import os
@@ -195,6 +196,8 @@ class TFaaSApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):
+        # import TensorFlow now, not on the first upload or (other workers) the first sync
+        await run_in_threadpool(importlib.import_module, "tensorflow")
         names = await run_in_threadpool(self.registry.load_all)
         log.info("serving %d models from %s: %s", len(names), self.registry.root, names)
         self._settle()
