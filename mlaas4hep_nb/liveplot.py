@@ -7,6 +7,7 @@ second); elsewhere it prints one line per epoch.
 
 from __future__ import annotations
 
+import base64
 import io
 import sys
 import time
@@ -159,14 +160,22 @@ class LivePlot(keras.callbacks.Callback):
             self.draw()
 
     def draw(self) -> None:
-        """Redraw the figure into ``output`` now (as a PNG, replacing the previous one)."""
-        from IPython.display import Image, display
+        """Redraw the figure into ``output`` now (as a PNG, replacing the previous one).
 
+        It sets the widget's outputs rather than capturing ``display`` calls,
+        which works from any thread (fit may run in a background thread) and
+        never touches the output of the user's cell.
+        """
         buffer = io.BytesIO()
         self.figure().savefig(buffer, format="png", dpi=80)
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(Image(data=buffer.getvalue(), format="png"))
+        png = base64.b64encode(buffer.getvalue()).decode("ascii")
+        self.output.outputs = (
+            {
+                "output_type": "display_data",
+                "data": {"image/png": png, "text/plain": "<LivePlot figure>"},
+                "metadata": {},
+            },
+        )
         self.draws += 1
         self._last_draw = time.perf_counter()
         self._stale = False

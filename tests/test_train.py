@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 
@@ -259,6 +260,8 @@ def test_live_plot_records_epochs_and_draws_at_most_twice_a_second(tth):
     assert len(plot.batch_loss) == 2 * int(np.ceil(trainer.n_train / 128))
     assert plot.batch_x[-1] == pytest.approx(2.0)
     assert 1 <= plot.draws <= elapsed / 0.5 + 2
+    (shown,) = plot.output.outputs  # the last drawing replaced the ones before
+    assert base64.b64decode(shown["data"]["image/png"]).startswith(b"\x89PNG")
     figure = plot.figure()
     assert len(figure.axes) == 2
     assert figure.axes[0].get_ylabel() == "loss"
