@@ -1,0 +1,152 @@
+"""Every notebook runs top to bottom in a real kernel; its outputs show widgets, plots and AUCs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+WIDGET = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+class Ran:
+    """An executed notebook: its text outputs, the MIME types it displayed, its widget state."""
+
+    def __init__(self, notebook: nbformat.NotebookNode) -> None:
+        self.notebook = notebook
+        texts, self.mimes = [], []
+        for cell in notebook.cells:
+            for output in cell.get("outputs", []):
+                if output.output_type == "stream":
+                    texts.append(output.text)
+                data = output.get("data", {})
+                self.mimes.extend(data)
+                if "text/plain" in data:
+                    texts.append(data["text/plain"])
+        self.text = "\n".join(texts)
+        self.widgets = notebook.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def count(self, mime: str) -> int:
+        return self.mimes.count(mime)
+
+    def number(self, pattern: str) -> float:
+        found = re.search(pattern, self.text)
+        assert found, f"{pattern!r} not in the outputs:\n{self.text[-3000:]}"
+        return float(found.group(1))
+
+    def widget_values(self, model: str, key: str = "value") -> list:
+        return [
+            state["state"].get(key)
+            for state in self.widgets.values()
+            if state["model_name"] == model
+        ]
+
+    def images(self) -> int:
+        """Image widgets holding a PNG (their bytes are stored as base64 buffers)."""
+        return sum(
+            any(b["path"] == ["value"] and b["data"].startswith("iVBOR") for b in state["buffers"])
+            for state in self.widgets.values()
+            if state["model_name"] == "ImageModel" and state.get("buffers")
+        )
+
+
+def execute(name: str) -> Ran:
+    path = NOTEBOOKS / f"{name}.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        store_widget_state=True,
+    )
+    client.execute()
+    return Ran(notebook)
+
+
+def test_notebooks_are_committed_without_outputs():
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names == [
+        "01_browse_root_files.ipynb",
+        "02_stream_and_train.ipynb",
+        "03_serve_and_predict.ipynb",
+        "04_tth_workbench.ipynb",
+    ]
+    for name in names:
+        notebook = json.loads((NOTEBOOKS / name).read_text())
+        for cell in notebook["cells"]:
+            assert cell.get("outputs", []) == [], f"{name} has outputs"
+            assert cell.get("execution_count") is None, f"{name} has execution counts"
+        assert "widgets" not in notebook["metadata"]
+
+
+def test_01_browse_root_files(shared_data_or_none):
+    ran = execute("01_browse_root_files")
+    assert "TreeInfo(name='Events', kind='TTree', entries=6000, files=4)" in ran.text
+    assert re.search(r"Jet_pt\s+float\[\]\s+float32\s+jagged\s+yes", ran.text)
+    assert ran.count("image/png") >= 1
+    assert ran.count(WIDGET) >= 2
+    assert "HTTP: http://127.0.0.1:" in ran.text
+    assert "over HTTP: 1 file(s), 1 tree(s)" in ran.text
+    assert "specs: 14 features, 6,000 events" in ran.text
+    assert "['nJet', 'Jet_pt', 'Jet_btagDeepB', 'MET_pt'] -> 14 features" in ran.text
+    assert ran.images() >= 1, "the Browser's preview image is empty"
+    if shared_data_or_none is not None:
+        assert "not usable: [('Type', 'strings cannot be numeric features')]" in ran.text
+
+
+def test_02_stream_and_train(shared_data_or_none):
+    ran = execute("02_stream_and_train")
+    assert "features from 7 branches" in ran.text
+    assert ran.number(r"validation AUC = ([0-9.]+)") > 0.75
+    assert ran.number(r"user model: validation AUC = ([0-9.]+)") > 0.7
+    assert ran.count("image/png") >= 2  # ROC and scores
+    assert ran.count(WIDGET) >= 2  # the live plot and the TrainingPanel
+    outputs = [o for o in ran.widget_values("OutputModel", "outputs") if o]
+    assert any("image/png" in out.get("data", {}) for outs in outputs for out in outs), (
+        "the live plot drew nothing"
+    )
+    if shared_data_or_none is not None:
+        assert ran.number(r"HZZ vs Zmumu: validation AUC = ([0-9.]+)") > 0.6
+
+
+def test_03_serve_and_predict(shared_data_or_none):
+    ran = execute("03_serve_and_predict")
+    assert ran.number(r"validation AUC = ([0-9.]+)") > 0.75
+    assert "serves ['tth']" in ran.text
+    assert ran.number(r"max \|served - local\| = ([0-9.e+-]+)") < 1e-4
+    for route in ("/json", "TF Serving", "v2 infer", "raw events ->"):
+        assert route in ran.text
+    assert ran.count(WIDGET) >= 1
+    assert "'tth' answered 500 predictions" in ran.text
+    assert "after delete: []" in ran.text
+    if shared_data_or_none is not None:
+        assert "served models: ['hzz', 'tth']" in ran.text
+
+
+def test_04_tth_workbench(shared_data_or_none):
+    ran = execute("04_tth_workbench")
+    assert ran.count(WIDGET) >= 1
+    assert ran.number(r"validation AUC = ([0-9.]+)") > 0.75
+    assert "served models: ['tth']" in ran.text
+    assert ran.number(r"max \|served − local\| = ([0-9.e+-]+)") < 1e-4
+    tabs = [s for s in ran.widgets.values() if s["model_name"] == "TabModel"]
+    assert tabs
+    assert tabs[0]["state"]["titles"] == ["1 · Browse", "2 · Train", "3 · Deploy"]
+    assert ran.images() >= 4, "live plot, ROC, scores and the test prediction plot"
+
+
+@pytest.fixture
+def shared_data_or_none(request):
+    try:
+        return request.getfixturevalue("shared_data")
+    except pytest.skip.Exception:
+        return None
