@@ -74,8 +74,10 @@ def chunk_dataset(
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=encoder.signature)
     n_batches = math.ceil(n_rows / batch_size)
-    dataset = dataset.rebatch(batch_size).apply(tf.data.experimental.assert_cardinality(n_batches))
-    return dataset.prefetch(2)
+    # the next chunk is read and converted on a tf.data thread while the model trains on
+    # the batches of this one: training never waits at a chunk boundary
+    dataset = dataset.prefetch(1).rebatch(batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
 
 
 class RowBuffer:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import hist
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -62,6 +63,7 @@ def plot_history(
     loss_ax.set(xlabel="epoch", ylabel="loss")
     auc_ax.set(xlabel="epoch", ylabel="AUC")
     for axis in (loss_ax, auc_ax):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axis.has_data():
             axis.legend(loc="best", fontsize="small")
         axis.grid(alpha=0.3)
