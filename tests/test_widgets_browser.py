@@ -30,7 +30,7 @@ def test_open_shows_trees_branches_and_labels(browser, tth):
     assert browser.status.error is None
     assert browser.files_opened == [*tth[1], *tth[0]]
     assert browser.tree == "Events"
-    assert browser.tree_list.options == (("🌳 Events  (TTree, 6,000 entries, 4 files)", "Events"),)
+    assert browser.tree_list.options == (("• Events  (TTree, 6,000 entries, 4 files)", "Events"),)
     table = rows(browser)
     assert set(table) == {b.name for b in mn.branches(tth[1][0], "Events")}
     _, _, kind, shape, usable = table["Jet_pt"]
@@ -162,11 +162,11 @@ def test_nested_directories_and_rntuples_in_the_tree(tmp_path, tth_rntuple):
     browser.wait()
     labels = [label for label, _ in browser.tree_list.options]
     assert labels == [
-        "🌳 top  (TTree, 5 entries)",
-        "📁 a/",
-        "\u00a0\u00a0\u00a0📁 b/",
-        "\u00a0\u00a0\u00a0\u00a0\u00a0\u00a0🌳 deep  (TTree, 3 entries)",
-        "\u00a0\u00a0\u00a0🌳 ntuple  (RNTuple, 4 entries)",
+        "• top  (TTree, 5 entries)",
+        "▾ a/",
+        "\u00a0\u00a0\u00a0▾ b/",
+        "\u00a0\u00a0\u00a0\u00a0\u00a0\u00a0• deep  (TTree, 3 entries)",
+        "\u00a0\u00a0\u00a0• ntuple  (RNTuple, 4 entries)",
     ]
     assert browser.tree == "a/ntuple"
     box, _, _, _, usable = rows(browser)["s"]
@@ -229,6 +229,6 @@ def test_helpers():
     assert matches("anything", " ")
     info = mn.TreeInfo("d/t", "TTree", 1234, 2)
     assert tree_options([info]) == [
-        ("📁 d/", "d/"),
-        ("\u00a0\u00a0\u00a0🌳 t  (TTree, 1,234 entries, 2 files)", "d/t"),
+        ("▾ d/", "d/"),
+        ("\u00a0\u00a0\u00a0• t  (TTree, 1,234 entries, 2 files)", "d/t"),
     ]

@@ -120,10 +120,10 @@ def tree_options(infos: Sequence[TreeInfo]) -> list[tuple[str, str]]:
             folder = "/".join(parts[: depth + 1]) + "/"
             if folder not in shown:
                 shown.add(folder)
-                options.append((f"{indent * depth}📁 {parts[depth]}/", folder))
+                options.append((f"{indent * depth}▾ {parts[depth]}/", folder))
         where = f", {info.files} files" if info.files > 1 else ""
         label = f"{parts[-1]}  ({info.kind}, {info.entries:,} entries{where})"
-        options.append((f"{indent * (len(parts) - 1)}🌳 {label}", info.name))
+        options.append((f"{indent * (len(parts) - 1)}• {label}", info.name))
     return options
 
 
@@ -240,7 +240,12 @@ class Browser:
         )
         self.preview_image = image_box(max_width="420px")
         self.classes = w.BoundedIntText(
-            value=2, min=2, max=50, description="classes", layout=w.Layout(width="9em")
+            value=2,
+            min=2,
+            max=50,
+            description="classes",
+            style={"description_width": "initial"},
+            layout=w.Layout(width="9em"),
         )
         self.label_rows = w.VBox(layout=w.Layout(max_height="14em", overflow="auto"))
         self.max_len_box = w.BoundedIntText(

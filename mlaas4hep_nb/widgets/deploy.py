@@ -94,7 +94,9 @@ class DeployPanel:
         )
         self.server_button = w.Button(description="Start local server", icon="server")
         self.token = w.Password(value=token or "", description="token")
-        self.name = w.Text(value=name, description="model name")
+        self.name = w.Text(
+            value=name, description="model name", style={"description_width": "initial"}
+        )
         self.push_button = w.Button(description="Push", icon="upload", button_style="primary")
         self.model_list = w.Select(options=[], rows=5, description="on server")
         self.refresh_button = w.Button(description="Refresh", icon="refresh")

@@ -140,12 +140,20 @@ class TrainingPanel:
             description="file",
             placeholder="a .py file defining model(idim), or a .keras model",
         )
-        self.epochs = w.BoundedIntText(value=epochs, min=1, max=10_000, description="epochs")
+        compact = {"style": {"description_width": "initial"}, "layout": w.Layout(width="14em")}
+        self.epochs = w.BoundedIntText(
+            value=epochs, min=1, max=10_000, description="epochs", **compact
+        )
         self.batch_size = w.BoundedIntText(
-            value=batch_size, min=1, max=1_000_000, description="batch size"
+            value=batch_size, min=1, max=1_000_000, description="batch size", **compact
         )
         self.learning_rate = w.BoundedFloatText(
-            value=learning_rate, min=1e-7, max=10.0, step=1e-4, description="learning rate"
+            value=learning_rate,
+            min=1e-7,
+            max=10.0,
+            step=1e-4,
+            description="learning rate",
+            **compact,
         )
         self.train_button = w.Button(description="Train", icon="play", button_style="success")
         self.stop_button = w.Button(

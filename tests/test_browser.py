@@ -1,0 +1,249 @@
+"""A real browser: JupyterLab in headless Chromium runs the ttH workbench and is clicked through.
+
+JupyterLab serves a copy of ``notebooks/04_tth_workbench.ipynb`` (so nothing is
+saved into the repository) on 127.0.0.1; Playwright drives Debian's Chromium:
+run the notebook up to the workbench, tick branches, preview one, compute the
+specs, Train, start the local TFaaS server and Push, then test a prediction.
+Screenshots of each step go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import free_port, wait_for_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "04_tth_workbench.ipynb"
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+CHROMIUM = Path(os.environ.get("MLAAS4HEP_NB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+BRANCHES = ["nJet", "Jet_pt", "Jet_btagDeepB", "MET_pt"]
+# no news or update checks from the internet, no autosave
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+}
+
+
+def cells_to_workbench() -> int:
+    """How many cells to run: up to and including the one that displays the Workbench."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code" and "Workbench(" in cell.source:
+            return index + 1
+    raise AssertionError(f"no cell displays a Workbench in {NOTEBOOK}")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"no Chromium at {CHROMIUM} (Debian package chromium; `make test` installs it "
+            "when run as root, or set MLAAS4HEP_NB_CHROMIUM)"
+        )
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+        except playwright_api.Error as err:
+            pytest.skip(f"Chromium at {CHROMIUM} does not start headless: {err}")
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on 127.0.0.1 serving a copy of the notebook; yields (url, token, root)."""
+    root = tmp_path_factory.mktemp("lab")
+    (root / "notebooks").mkdir()
+    shutil.copy(NOTEBOOK, root / "notebooks" / NOTEBOOK.name)
+    settings = root / ".settings"
+    for name, values in LAB_SETTINGS.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    token = os.urandom(12).hex()
+    port = free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(root / ".config"),
+        "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
+        "IPYTHONDIR": str(root / ".ipython"),
+    }
+    log = (root / "lab.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={root / '.workspaces'}",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process, "JupyterLab", timeout=60)
+        yield f"http://127.0.0.1:{port}", token, root
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / "lab.log", ARTIFACTS / "jupyterlab.log")
+
+
+class Shots:
+    """Numbered screenshots in test-artifacts/browser/."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.n = 0
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for old in ARTIFACTS.glob("*.png"):
+            old.unlink()
+
+    def __call__(self, what: str, element=None) -> None:
+        """The page, or just ``element`` (all of it, though the notebook scrolls)."""
+        self.n += 1
+        path = str(ARTIFACTS / f"{self.n:02d}-{what}.png")
+        if element is not None:
+            element.screenshot(path=path)
+        else:
+            self.page.screenshot(path=path, full_page=True)
+
+
+def rendered_images(panel) -> int:
+    """Images in ``panel`` that the browser decoded (a PNG with a width)."""
+    return panel.evaluate(
+        "el => [...el.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0).length"
+    )
+
+
+def run_up_to_the_workbench(page, tries: int = 3) -> None:
+    """Shift+Enter cell by cell, as a user would; again if the kernel dropped the first tries."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    first_prompt = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").first
+    for _ in range(tries):
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.keyboard.press("Escape")
+        for _ in range(cells_to_workbench()):
+            page.keyboard.press("Shift+Enter")
+        try:
+            first_prompt.filter(has_text=re.compile(r"\[(\*|\d+)\]")).wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"the notebook's cells did not run after {tries} tries")
+
+
+def test_click_through_the_workbench_in_jupyterlab(chromium, lab):
+    url, token, _ = lab
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    shot = Shots(page)
+    try:
+        page.goto(f"{url}/lab/tree/notebooks/{NOTEBOOK.name}?token={token}", timeout=120_000)
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+        page.locator(".jp-StatusBar-TextItem", has_text="| Idle").wait_for(timeout=120_000)
+        shot("opened")
+        run_up_to_the_workbench(page)
+        tabs = page.locator(".widget-tab").first
+        tabs.wait_for(timeout=180_000)
+        browse = tabs.locator(".widget-tab-contents > *:visible").first
+
+        # Browse: tick branches, preview one, compute the specs
+        branch = browse.locator("button.mlaas4hep-branch", has_text="MET_pt")
+        branch.wait_for(timeout=120_000)
+        for name in BRANCHES:
+            button = browse.locator(
+                f"xpath=//button[contains(@class, 'mlaas4hep-branch')][normalize-space()='{name}']"
+            )
+            button.locator("xpath=preceding-sibling::*[1]//input[@type='checkbox']").check()
+        browse.get_by_text(f"4 picked: {', '.join(BRANCHES)}").wait_for(timeout=30_000)
+        browse.locator(
+            "xpath=//button[contains(@class, 'mlaas4hep-branch')][normalize-space()='Jet_pt']"
+        ).click()
+        browse.get_by_text("Jet_pt: ").wait_for(timeout=60_000)
+        page.wait_for_function(
+            "el => [...el.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0)",
+            arg=browse.element_handle(),
+            timeout=30_000,
+        )
+        shot("browse-picked-and-previewed", tabs)
+        browse.locator("button:text-is('Compute specs')").click()
+        browse.get_by_text("features from 4 branches").wait_for(timeout=120_000)
+        shot("browse-specs", tabs)
+
+        # Train
+        tabs.locator(".lm-TabBar-tab", has_text="2 · Train").click()
+        train = tabs.locator(".widget-tab-contents > *:visible").first
+        train.get_by_text("4 branches").first.wait_for(timeout=30_000)
+        train.locator("button:text-is('Train')").click()
+        train.get_by_text("epoch 1/").first.wait_for(timeout=180_000)
+        shot("training", tabs)
+        train.get_by_text("validation AUC").first.wait_for(timeout=300_000)
+        train.locator(".mlaas4hep-metrics").wait_for(timeout=30_000)
+        assert rendered_images(train) >= 3, "live plot, ROC and scores are not all drawn"
+        shot("trained", tabs)
+
+        # Deploy: local server, push, the model list, a test prediction
+        tabs.locator(".lm-TabBar-tab", has_text="3 · Deploy").click()
+        deploy = tabs.locator(".widget-tab-contents > *:visible").first
+        deploy.locator("button:text-is('Start local server')").click()
+        deploy.get_by_text("local TFaaS server at http://127.0.0.1:").wait_for(timeout=120_000)
+        deploy.locator("button:text-is('Push')").click()
+        deploy.get_by_text("pushed 'tth'").wait_for(timeout=120_000)
+        options = deploy.locator("select option")
+        assert options.all_inner_texts() == ["tth"]
+        shot("pushed", tabs)
+        deploy.locator("button:text-is('Test prediction')").click()
+        deploy.get_by_text("max |served − local|").wait_for(timeout=120_000)
+        assert rendered_images(deploy) >= 1
+        shot("tested", tabs)
+        assert not page.get_by_text("Error displaying widget").count()
+        assert not errors, errors
+    finally:
+        shot("final")
+        context.close()
