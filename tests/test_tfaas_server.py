@@ -495,3 +495,15 @@ def ak_column(events, branch):
     import awkward as ak
 
     return ak.Array([event[branch] for event in events])
+
+
+def test_one_write_protocol_keeps_head_requests_large_bodies_and_keep_alive(server, alpha):
+    with requests.Session() as session:  # one connection, many responses
+        head = session.head(server.url + "/models", timeout=5)
+        assert head.status_code == 200
+        assert head.content == b""
+        x = rows(20_000, seed=21)  # a response of several hundred kB
+        big = session.post(server.url + "/json", json={"values": x.tolist(), "model": "alpha"})
+        np.testing.assert_allclose(big.json(), local(alpha, x), atol=1e-5)
+        for _ in range(20):
+            assert session.get(server.url + "/v2/health/live", timeout=5).json() == {"live": True}

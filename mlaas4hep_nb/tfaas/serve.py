@@ -20,11 +20,19 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def _http_protocol() -> str | type:
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from .protocol import CoalescingHttpToolsProtocol
+
+    return CoalescingHttpToolsProtocol
+
+
 def _uvicorn_options(log_level: str) -> dict:
     """The fastest stack installed: uvloop and httptools when present; no access log."""
     return {
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "http": _http_protocol(),
         "access_log": False,
         "proxy_headers": False,
         "server_header": False,
