@@ -72,7 +72,10 @@ class Trainer:
     early_stopping : None; a patience in epochs; a dict of
         ``keras.callbacks.EarlyStopping`` settings (default monitor ``val_loss``,
         best weights restored); or such a callback.
-    seed : the random seed of weights and dropout; the stream's seed when None.
+    seed : the random seed of weights and dropout; the stream's seed when None. It
+        seeds Python's, NumPy's and TensorFlow's global generators
+        (``keras.utils.set_random_seed``), so the same seed and data give the
+        same metrics.
     max_events : train on at most this many events per epoch (MLaaS4HEP's ``nevts``).
 
     Raises

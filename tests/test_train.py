@@ -205,6 +205,49 @@ def test_user_model_function(tth):
     assert {"loss", "auc", "val_loss", "val_auc"} <= set(history.history)
 
 
+def test_mlaas4hep_style_softmax_model_gets_one_hot_targets(tth):
+    def model(idim):
+        inputs = keras.Input((idim,), name="inputs")
+        output = keras.layers.Dense(2, activation="softmax")(inputs)
+        built = keras.Model(inputs, output)
+        built.compile(optimizer="adam", loss="categorical_crossentropy")
+        return built
+
+    trainer = mn.Trainer(stream_of(tth), model=model, epochs=3)
+    assert trainer.layout.n_outputs == 2
+    history = trainer.fit(live_plot=False, progress=False).history
+    assert history["loss"][-1] < history["loss"][0]
+    result = trainer.evaluate()
+    assert result["confusion"].shape == (2, 2)
+    assert result["auc"] > 0.6
+
+
+def test_uncompiled_model_gets_the_trainers_optimizer(tth):
+    inputs = keras.Input((96,), name="inputs")
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+    trainer = mn.Trainer(stream_of(tth), model=model, optimizer="sgd", learning_rate=0.05)
+    assert isinstance(trainer.model.optimizer, keras.optimizers.SGD)
+    assert float(trainer.model.optimizer.learning_rate) == pytest.approx(0.05)
+    assert trainer.model.loss == "binary_crossentropy"
+
+
+def test_sparse_loss_is_refused(tth):
+    inputs = keras.Input((96,), name="inputs")
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ModelError, match=r"sparse loss .* use categorical_crossentropy"):
+        mn.Trainer(stream_of(tth), model=model)
+
+
+def test_early_stopping_settings(tth):
+    trainer = mn.Trainer(stream_of(tth), early_stopping=3)
+    assert trainer.early_stopping.patience == 3
+    assert trainer.early_stopping.monitor == "val_loss"
+    assert trainer.early_stopping.restore_best_weights
+    with pytest.raises(TypeError, match=r"early_stopping must be"):
+        mn.Trainer(stream_of(tth), early_stopping="soon")
+
+
 def test_user_model_file(tth, tmp_path):
     path = tmp_path / "my_model.py"
     path.write_text(USER_MODEL)
