@@ -150,3 +150,48 @@ def shared_data_or_none(request):
         return request.getfixturevalue("shared_data")
     except pytest.skip.Exception:
         return None
+
+
+# --- where the notebooks run: Binder and conda ------------------------------------------
+
+REPO = NOTEBOOKS.parent
+# pyproject names whose conda-forge package is called otherwise
+CONDA_NAMES = {"matplotlib": "matplotlib-base", "tensorflow": "tensorflow-cpu"}
+
+
+def requirement(line: str) -> tuple[str, str]:
+    """``"name>=1.2; marker"`` -> ``("name", ">=1.2")``."""
+    found = re.match(r"\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*([^;]*)", line)
+    return found.group(1).lower(), found.group(3).strip()
+
+
+def conda_requirements(path: Path) -> dict[str, str]:
+    lines = re.findall(r"^  - ([^\s#]+)\s*$", path.read_text(), flags=re.MULTILINE)
+    return dict(requirement(line) for line in lines)
+
+
+@pytest.mark.parametrize("env", ["environment.yml", "binder/environment.yml"])
+def test_conda_environments_hold_the_pyproject_dependencies(env):
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    conda = conda_requirements(REPO / env)
+    assert "conda-forge" in (REPO / env).read_text()
+    for line in project["dependencies"]:
+        name, bound = requirement(line)
+        name = CONDA_NAMES.get(name, name)
+        assert name in conda, f"{env} lacks {name} ({line} in pyproject.toml)"
+        assert conda[name] == bound, f"{env}: {name}{conda[name]} but pyproject has {line}"
+
+
+def test_binder_installs_the_package_and_opens_the_workbench():
+    post_build = REPO / "binder" / "postBuild"
+    assert post_build.stat().st_mode & 0o111, "postBuild must be executable"
+    lines = post_build.read_text().splitlines()
+    assert lines[0].startswith("#!")
+    assert any(line.startswith("set -e") for line in lines)
+    assert "pip install --no-deps" in post_build.read_text()
+    readme = (REPO / "README.md").read_text()
+    link = re.search(r"https://mybinder\.org/v2/gh/\S+?urlpath=lab/tree/(\S+?\.ipynb)", readme)
+    assert link, "no Binder link in the README"
+    assert (REPO / link.group(1)) == NOTEBOOKS / "04_tth_workbench.ipynb"
+    assert "badge_logo.svg" in readme
