@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import tarfile
 import threading
 import uuid
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import keras
@@ -507,3 +509,73 @@ def test_one_write_protocol_keeps_head_requests_large_bodies_and_keep_alive(serv
         np.testing.assert_allclose(big.json(), local(alpha, x), atol=1e-5)
         for _ in range(20):
             assert session.get(server.url + "/v2/health/live", timeout=5).json() == {"live": True}
+
+
+# --- the client against an upstream-like server, and its options ------------------------------
+
+
+class FakeUpstream(BaseHTTPRequestHandler):
+    """Answers like upstream TFaaS: one row per /json request, no "server" in /status."""
+
+    def _answer(self, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._answer({"Uptime": 1.0, "getRequests": 1} if self.path == "/status" else None)
+
+    def do_POST(self):
+        row = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert all(isinstance(v, float) for v in row["values"])  # one row, never a batch
+        self._answer([sum(row["values"])])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def upstream():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_client_detects_upstream_and_sends_row_by_row(upstream):
+    client = mn.TFaaSClient(upstream)
+    assert client.is_upstream()
+    x = rows(3)
+    np.testing.assert_allclose(client.predict("m", x), x.sum(axis=1, keepdims=True), rtol=1e-5)
+    assert client.models() == []
+    with pytest.raises(mn.tfaas.TFaaSError) as info:
+        client.params("m")
+    assert info.value.status == 404
+
+
+def test_client_certificates_and_retries(tmp_path, monkeypatch):
+    proxy = tmp_path / "x509up"
+    proxy.write_text("PEM")
+    monkeypatch.setenv("X509_USER_PROXY", str(proxy))
+    monkeypatch.setenv("X509_CERT_DIR", str(tmp_path))
+    client = mn.TFaaSClient("https://tfaas.example:8083/")
+    assert client.url == "https://tfaas.example:8083"
+    assert client.session.cert == str(proxy)
+    assert client.session.verify == str(tmp_path)
+    pair = mn.TFaaSClient("https://h", cert="c.pem", key="k.pem", verify=False)
+    assert pair.session.cert == ("c.pem", "k.pem")
+    assert pair.session.verify is False
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    down = mn.TFaaSClient(f"http://127.0.0.1:{port}", retries=2, backoff=0.01, timeout=2)
+    with pytest.raises(mn.tfaas.TFaaSError, match="cannot reach") as info:
+        down.status()
+    assert info.value.status == 0
+    with pytest.raises(TypeError, match="cannot upload"):
+        down.upload(object(), name="x")

@@ -89,8 +89,16 @@ class ServerHandle:
     app : the `TFaaSApp` (its ``registry`` holds the served models).
     """
 
-    def __init__(self, server: Any, thread: threading.Thread, url: str, app: TFaaSApp) -> None:
+    def __init__(
+        self,
+        server: Any,
+        thread: threading.Thread,
+        sock: socket.socket,
+        url: str,
+        app: TFaaSApp,
+    ) -> None:
         self._server = server
+        self._socket = sock
         self._thread = thread
         self.url = url
         self.app = app
@@ -107,6 +115,7 @@ class ServerHandle:
         """Stop serving and wait for the thread to end."""
         self._server.should_exit = True
         self._thread.join(timeout)
+        self._socket.close()
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -165,4 +174,4 @@ def serve_in_background(
             raise RuntimeError(msg)
         time.sleep(0.02)
     address = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    return ServerHandle(server, thread, f"http://{address}:{bound[1]}", app)
+    return ServerHandle(server, thread, sock, f"http://{address}:{bound[1]}", app)
