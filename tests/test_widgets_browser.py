@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import uproot
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.widgets import Browser, Selection
+from mlaas4hep_nb.widgets._common import Status
 from mlaas4hep_nb.widgets.browser import matches, tree_options
 
 
@@ -176,6 +179,13 @@ def test_nested_directories_and_rntuples_in_the_tree(tmp_path, tth_rntuple):
         browser.pick("s")
     browser.tree_list.value = "a/"  # a directory: nothing to load
     assert browser.tree == "a/ntuple"
+    release = threading.Event()
+    browser.job.start("waiting", release.wait, lambda _: "done")
+    browser.tree_list.value = "a/b/deep"  # refused while busy, and the list says so
+    assert browser.tree_list.value == "a/ntuple"
+    assert browser.status.message == "still waiting: wait for it to finish (or stop it)"
+    release.set()
+    browser.wait()
     browser.tree_list.value = "a/b/deep"
     browser.wait()
     assert list(rows(browser)) == ["y"]
@@ -232,3 +242,19 @@ def test_helpers():
         ("▾ d/", "d/"),
         ("\u00a0\u00a0\u00a0• t  (TTree, 1,234 entries, 2 files)", "d/t"),
     ]
+
+
+def test_unmeasured_work_shows_its_time():
+    status = Status()
+    status.busy("computing specs…")
+    assert status.progress.bar_style == "info"
+    status.tick(3.2)
+    assert status.message == "computing specs… (3 s)"
+    status.busy("epoch 1/2", 0.25)
+    assert status.progress.value == 0.25
+    status.tick(4)
+    assert status.message == "epoch 1/2"
+    status.succeed("done")
+    status.tick(5)
+    assert status.message == "done"
+    assert status.progress.layout.display == "none"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import io
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,7 @@ class Status:
         self.message = ""
         self.error: BaseException | None = None
         self.traceback = ""
+        self._unmeasured: str | None = None
 
     def _toggle(self, change: dict) -> None:
         self.traceback_html.layout.display = "" if change["new"] else "none"
@@ -88,12 +90,14 @@ class Status:
 
     def info(self, text: str) -> None:
         """Show a message (no progress bar)."""
+        self._unmeasured = None
         self.progress.layout.display = "none"
         self._say(text)
 
     def busy(self, text: str, fraction: float | None = None) -> None:
-        """Show work in progress: the message and a bar (full and striped when unmeasured)."""
+        """Show work in progress: the message and a bar (full and blue when unmeasured)."""
         self.progress.layout.display = ""
+        self._unmeasured = text if fraction is None else None
         if fraction is None:
             self.progress.bar_style = "info"
             self.progress.value = 1.0
@@ -102,7 +106,14 @@ class Status:
             self.progress.value = min(max(float(fraction), 0.0), 1.0)
         self._say(text)
 
+    def tick(self, seconds: float) -> None:
+        """Add the time spent to the message of unmeasured work, to show it goes on."""
+        text = self._unmeasured
+        if text is not None:
+            self._say(f"{text} ({seconds:.0f} s)")
+
     def succeed(self, text: str) -> None:
+        self._unmeasured = None
         self.error = None
         self.traceback = ""
         self.show_traceback.layout.display = "none"
@@ -112,6 +123,7 @@ class Status:
 
     def fail(self, error: BaseException, doing: str) -> None:
         """Show ``error`` as one readable line; the traceback behind the Traceback button."""
+        self._unmeasured = None
         self.error = error
         self.traceback = "".join(traceback.format_exception(error))
         self.progress.layout.display = "none"
@@ -161,13 +173,26 @@ class Job:
         self.status.busy(f"{doing}…")
 
         def run() -> None:
+            finished = threading.Event()
+            started = time.monotonic()
+
+            def tick() -> None:
+                while not finished.wait(1.0):
+                    self.status.tick(time.monotonic() - started)
+
+            threading.Thread(
+                target=tick, name=f"mlaas4hep_nb: {doing} (clock)", daemon=True
+            ).start()
             try:
                 self.result = work()
+                finished.set()
                 self.status.succeed(done(self.result))
             except Exception as err:
+                finished.set()
                 self.error = err
                 self.status.fail(err, doing)
             finally:
+                finished.set()
                 if after is not None:
                     after()
 

@@ -195,6 +195,7 @@ class Browser:
         self.branch_infos: list[BranchInfo] = []
         self.spec: FeatureSpec | None = None
         self.tree: str | None = None
+        self._showing_trees = False
         self.histogram: hist.Hist | None = None
         self.previewed: str | None = None
         self._labels: dict[str, int | None] = {}
@@ -340,13 +341,13 @@ class Browser:
             self._remember(shown)
             self._fill_labels()
             names = [t.name for t in trees]
-            wanted = self._pending_tree if self._pending_tree in names else None
+            tree = self._pending_tree if self._pending_tree in names else None
+            tree = tree or (names[0] if names else None)
             self._pending_tree = None
-            self.tree_list.options = tree_options(trees)
-            self.tree_list.value = wanted or (names[0] if names else None)
-            if not names:
+            self._load_branches(tree)
+            self._show_trees(tree_options(trees), tree)
+            if tree is None:
                 return f"no TTree or RNTuple in {len(files)} file(s)"
-            self._load_branches(self.tree_list.value)
             return (
                 f"{len(files)} file(s), {len(trees)} tree(s); "
                 f"{self.tree}: {len(self.branch_infos)} branches"
@@ -369,18 +370,29 @@ class Browser:
         if change["new"]:
             self.open(change["new"])
 
+    def _show_trees(self, options: list[tuple[str, str]], tree: str | None) -> None:
+        """Set the tree list without taking it for a user's choice."""
+        self._showing_trees = True
+        try:
+            self.tree_list.options = options
+            self.tree_list.value = tree
+        finally:
+            self._showing_trees = False
+
     def _tree_chosen(self, change: dict) -> None:
         name = change["new"]
-        if not name or name.endswith("/") or name == self.tree or self.job.running:
+        if self._showing_trees or not name or name.endswith("/") or name == self.tree:
             return
-        self.job.start(
+        started = self.job.start(
             f"reading the branches of {name}",
             lambda: self._load_branches(name),
             lambda _: f"{name}: {len(self.branch_infos)} branches",
         )
+        if not started:  # busy: keep showing the tree whose branches are shown
+            self._show_trees(self.tree_list.options, self.tree)
 
-    def _load_branches(self, tree: str) -> None:
-        infos = list_branches(self.files_opened, tree)
+    def _load_branches(self, tree: str | None) -> None:
+        infos = list_branches(self.files_opened, tree) if tree is not None else []
         self.tree = tree
         self.branch_infos = infos
         names = {b.name for b in infos}

@@ -76,8 +76,8 @@ class TrainingPanel:
     source : a `DataStream`, or anything with ``to_stream(**kwargs)`` (a `Browser`).
     model : None for the MLP; a function ``model(idim)``, a ``keras.Model``,
         or the path of a ``.py`` file defining ``model(idim)`` or of a ``.keras`` model.
-    epochs, batch_size, learning_rate : training settings (batch size: the stream's
-        when None).
+    epochs, batch_size, learning_rate : training settings. The batch size is the
+        stream's when None; Train sets it on the stream it trains on.
     export_dir : where Export writes the bundle.
 
     Attributes
