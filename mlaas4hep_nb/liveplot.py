@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["LivePlot", "in_notebook"]
 
 _EPOCH_KEYS = ("loss", "val_loss", "auc", "val_auc", "accuracy", "val_accuracy")
+_MAX_POINTS = 1000  # batch-loss points drawn
+_DRAW_SHARE = 10  # wait at least this many times the last drawing's duration
 
 
 def __dir__() -> list[str]:
@@ -44,7 +46,8 @@ class LivePlot(keras.callbacks.Callback):
 
     Parameters
     ----------
-    min_interval : seconds between two redraws (0.5: at most about 2 a second).
+    min_interval : seconds between two redraws (0.5: at most about 2 a second); longer
+        when drawing is slow, so that drawing takes at most about a tenth of the time.
     smoothing : weight of the past in the exponential moving average of the batch loss.
     show : display the widget when training begins; None shows it in a notebook
         only. Pass False when the ``output`` widget is placed in a layout instead.
@@ -83,6 +86,7 @@ class LivePlot(keras.callbacks.Callback):
         self.batch_loss: list[float] = []
         self.draws = 0
         self._last_draw = float("-inf")
+        self._draw_seconds = 0.0
         self._stale = False
         self._epoch = 0
         self._steps = None
@@ -153,11 +157,17 @@ class LivePlot(keras.callbacks.Callback):
 
         fig = Figure(figsize=(10, 3.6), layout="constrained")
         axes = fig.subplots(1, 2)
-        return plot_history(self.history, (self.batch_x, self.batch_loss), ax=list(axes))
+        step = max(1, len(self.batch_x) // _MAX_POINTS)  # thin out: drawing time stays flat
+        batches = (self.batch_x[::step], self.batch_loss[::step])
+        return plot_history(self.history, batches, ax=list(axes))
 
     def _maybe_draw(self) -> None:
-        if self.notebook and time.perf_counter() - self._last_draw >= self.min_interval:
+        now = time.perf_counter()
+        # a slow drawing (matplotlib takes ~0.1 s) is spaced out to stay ~10% of the time
+        wait = max(self.min_interval, _DRAW_SHARE * self._draw_seconds)
+        if self.notebook and now - self._last_draw >= wait:
             self.draw()
+            self._draw_seconds = time.perf_counter() - now
 
     def draw(self) -> None:
         """Redraw the figure into ``output`` now (as a PNG, replacing the previous one).
