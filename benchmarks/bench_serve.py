@@ -7,8 +7,8 @@ process) on 127.0.0.1:
 
 1. single-row JSON requests (upstream's format) at concurrency 100;
 2. 1,000-row batch requests at concurrency 4 (rows per second);
-3. for context, a bare Starlette endpoint and a bare ASGI endpoint under the
-   same uvicorn settings, returning a constant.
+3. for context, endpoints that return a constant: bare Starlette under stock
+   uvicorn settings, and a bare ASGI app under the server's own settings.
 
 Each load runs for ``--seconds`` (default 10) after a short warm-up.
 
@@ -57,10 +57,14 @@ async def raw(scope, receive, send):
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"5")]})
     await send({"type": "http.response.body", "body": b"[0.5]"})
 
-starlette = Starlette(routes=[Route("/json", constant, methods=["POST"])])
-app = starlette if sys.argv[1] == "starlette" else raw
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools",
-            access_log=False, server_header=False, date_header=False, log_level="warning")
+if sys.argv[1] == "starlette":  # stock uvicorn settings
+    app, http = Starlette(routes=[Route("/json", constant, methods=["POST"])]), "httptools"
+else:  # the same uvicorn settings as mlaas4hep-nb serve
+    from mlaas4hep_nb.tfaas.protocol import CoalescingHttpToolsProtocol
+    app, http = raw, CoalescingHttpToolsProtocol
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http=http,
+            access_log=False, proxy_headers=False, server_header=False, date_header=False,
+            log_level="warning")
 """
 
 LUA = """
@@ -152,6 +156,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 1
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     processes = []
     try:
@@ -187,6 +192,7 @@ def main() -> int:
         server.terminate()
         server.wait(30)
 
+        bare_rate = None
         if not args.skip_bare:
             for kind in ("starlette", "asgi"):
                 port = free_port()
@@ -195,6 +201,7 @@ def main() -> int:
                 wait_until_up(f"http://127.0.0.1:{port}/", bare)
                 figures = load(f"http://127.0.0.1:{port}/json", single, 100, args.seconds, 1)
                 print(line(f"bare {kind} constant, c=100", figures), flush=True)
+                bare_rate = figures["req_s"]
                 bare.terminate()
                 bare.wait(30)
 
@@ -203,7 +210,11 @@ def main() -> int:
               f"({batches['rows'] / max(batches['calls'], 1):.1f} rows per call)")  # fmt: skip
         print(f"single-row: {single_rate:,.0f} req/s = {single_rate / UPSTREAM_REQ_S:.0f}x "
               f"upstream's {UPSTREAM_REQ_S} req/s (target 15,000, p99 <= 25 ms)")  # fmt: skip
+        if bare_rate:
+            print(f"single-row: {single_rate / bare_rate:.0%} of the bare ASGI endpoint's rate")
         print(f"batches: {results['batch']['req_s'] * 1000:,.0f} rows/s (target 500,000)")
+        print("load average (1 min) before and after: "
+              f"{load_before:.2f}, {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(f"reproduce: python benchmarks/bench_serve.py --seconds {args.seconds:g}")
     finally:
         for process in processes:
