@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import stat
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -144,3 +146,11 @@ def test_pack_bundle_names_the_top_folder_and_writes_both_spellings(tmp_path):
     assert packed["inputNode"] == packed["input_node"] == "serving_default_inputs"
     assert packed["output_node"] == packed["outputNode"] == "out"
     assert compatible_params({}, "m")["op"] == "serving_default"
+
+
+def test_the_client_does_not_import_tensorflow():
+    code = (
+        "import sys, mlaas4hep_nb as mn, mlaas4hep_nb.tfaas.client; mn.TFaaSClient('http://h'); "
+        "mn.tfaas.TFaaSError; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
