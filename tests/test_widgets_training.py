@@ -119,6 +119,11 @@ def test_model_from_a_file_or_a_function(stream, tmp_path):
     assert panel.function_name.value == "tiny"
     panel.train(wait=True)
     assert panel.trainer.model.name == "tiny"
+    built = tiny(stream.n_features)
+    panel = TrainingPanel(stream, model=built, epochs=1)
+    assert panel.function_name.value == "tiny"
+    panel.train(wait=True)
+    assert panel.trainer.model is built
 
 
 def test_bad_settings_show_a_readable_error(stream):

@@ -334,10 +334,9 @@ class Browser:
                 for f in expand(group):
                     self._labels[f] = int(label)
             self._pending_labels = {}
-            if self._labels and any(v is not None for v in self._labels.values()):
-                self.classes.value = max(
-                    self.classes.value, 1 + max(v for v in self._labels.values() if v is not None)
-                )
+            used = [label for label in self._labels.values() if label is not None]
+            if used:
+                self.classes.value = max(self.classes.value, max(used) + 1)
             self._remember(shown)
             self._fill_labels()
             names = [t.name for t in trees]
@@ -360,10 +359,8 @@ class Browser:
     def _remember(self, shown: str) -> None:
         recent = [shown] + [p for p, _ in self.recent.options[1:] if p != shown]
         recent = recent[:_MAX_RECENT]
-        self.recent.unobserve(self._recent_chosen, "value")
         self.recent.options = [("recent paths", "")] + [(p, p) for p in recent]
-        self.recent.value = ""
-        self.recent.observe(self._recent_chosen, "value")
+        self.recent.value = ""  # the placeholder, which opens nothing
         _save_recent(recent)
 
     def _recent_chosen(self, change: dict) -> None:

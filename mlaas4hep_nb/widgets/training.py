@@ -108,6 +108,12 @@ class TrainingPanel:
         self.user_model = (
             model if model is not None and not isinstance(model, (str, os.PathLike)) else None
         )
+        # how the function box names a given function (or keras.Model)
+        self._user_label = (
+            getattr(model, "__name__", None) or getattr(model, "name", None) or "the given model"
+            if self.user_model is not None
+            else None
+        )
         self._stop_asked = False
         self.status = Status()
         self.job = Job(self.status)
@@ -131,7 +137,7 @@ class TrainingPanel:
             value=_default_hidden(), description="layers", tooltip="hidden layer sizes"
         )
         self.function_name = w.Text(
-            value=getattr(self.user_model, "__name__", "") if self.user_model is not None else "",
+            value=self._user_label or "",
             description="function",
             placeholder="name of a model(idim) function in this notebook",
         )
@@ -236,7 +242,7 @@ class TrainingPanel:
                 raise ValueError(msg)
             return path
         name = self.function_name.value.strip()
-        if self.user_model is not None and name == getattr(self.user_model, "__name__", None):
+        if self.user_model is not None and name == self._user_label:
             return self.user_model
         return _notebook_function(name)
 
