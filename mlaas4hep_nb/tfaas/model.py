@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..bundle import LABELS_FILE, read_params
 from .errors import RequestError
+
+if TYPE_CHECKING:
+    from .runner import Signature
 
 __all__ = ["BundleError", "ServedModel", "find_saved_model"]
 
@@ -38,35 +41,6 @@ def _is_number(value: object) -> bool:
     return type(value) is float or type(value) is int
 
 
-class _Signature:
-    """One SavedModel signature: its input names and dtypes, and the output it returns."""
-
-    def __init__(self, function: Any, output: str | None) -> None:
-        _, inputs = function.structured_input_signature
-        self.function = function
-        self.inputs = dict(inputs)
-        outputs = function.structured_outputs
-        if not isinstance(outputs, Mapping) or not outputs:
-            msg = "the signature returns no named outputs"
-            raise BundleError(msg)
-        self.output = output if output in outputs else sorted(outputs)[0]
-        self.output_spec = outputs[self.output]
-
-    def __call__(self, **arrays: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
-        tensors = {
-            name: tf.constant(np.asarray(arrays[name], dtype=spec.dtype.as_numpy_dtype))
-            for name, spec in self.inputs.items()
-        }
-        try:
-            out = self.function(**tensors)[self.output].numpy()
-        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as err:
-            message = str(err).strip().splitlines()[0][:300]
-            raise RequestError(400, f"the model rejected the input: {message}") from None
-        return out.reshape(len(out), -1)
-
-
 class ServedModel:
     """A bundle loaded for serving.
 
@@ -83,7 +57,7 @@ class ServedModel:
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None) -> None:
-        import tensorflow as tf
+        from .runner import load_signatures
 
         self.path = Path(path)
         self.name = name or self.path.name
@@ -96,34 +70,32 @@ class ServedModel:
             raise BundleError(msg)
         self.labels = self._read_labels()
         try:
-            loaded = tf.saved_model.load(str(self.path))
+            signatures = load_signatures(self.path)
         except Exception as err:  # TF raises many kinds for a bad or missing SavedModel
             msg = f"bundle {self.name!r} has no loadable SavedModel: {type(err).__name__}: {err}"
             raise BundleError(msg) from None
-        self._loaded = loaded  # keeps the variables the signatures use alive
-        signatures = dict(loaded.signatures)
         op = self.params.get("op")
         default = signatures.get(op) or signatures.get("serving_default")
         if default is None:
             msg = f"the SavedModel of {self.name!r} has no serving_default signature"
             raise BundleError(msg)
-        self._default = _Signature(default, self.params.get("output_name"))
-        if len(self._default.inputs) != 1:
+        if len(default.inputs) != 1:
             msg = (
                 f"the serving_default signature of {self.name!r} takes "
-                f"{sorted(self._default.inputs)}; one [None, n] input is needed"
+                f"{sorted(default.inputs)}; one [None, n] input is needed"
             )
             raise BundleError(msg)
-        (self.input_name, input_spec), *_ = self._default.inputs.items()
-        if input_spec.shape.rank != 2:
-            msg = f"the input of {self.name!r} has shape {input_spec.shape}; [None, n] is needed"
+        (self.input_name, tensor), *_ = default.inputs.items()
+        if len(tensor.shape) != 2:
+            msg = f"the input of {self.name!r} has shape {tensor.shape}; [None, n] is needed"
             raise BundleError(msg)
+        self.output_name = default.select(self.params.get("output_name"))
+        self._default = default
         features = self.params.get("features")
-        width = input_spec.shape[1]
+        width = tensor.shape[1]
         self.n_features: int | None = (
             width if width is not None else len(features) if isinstance(features, list) else None
         )
-        self.output_name = self._default.output
         self._masked = self._mask_signature(signatures.get(MASK_SIGNATURE))
         self.spec = self._read_spec()
         self._converter = None
@@ -146,13 +118,13 @@ class ServedModel:
             msg = f"the FeatureSpec in params.json of {self.name!r} is not valid: {err}"
             raise BundleError(msg) from None
 
-    def _mask_signature(self, function: Any) -> _Signature | None:
-        if function is None:
+    def _mask_signature(self, signature: Signature | None) -> Signature | None:
+        if signature is None:
             return None
-        signature = _Signature(function, self.params.get("output_name"))
         masks = [name for name in signature.inputs if "mask" in name]
         if len(signature.inputs) != 2 or len(masks) != 1:
             return None
+        signature.select(self.output_name)
         return signature
 
     @property
@@ -161,8 +133,8 @@ class ServedModel:
 
     @property
     def output_width(self) -> int | None:
-        shape = self._default.output_spec.shape
-        return shape[-1] if shape.rank else None
+        shape = self._default.outputs[self.output_name].shape
+        return shape[-1] if shape else None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``[rows, k]`` for the float32 rows ``x`` ``[rows, n]`` (serving_default)."""
