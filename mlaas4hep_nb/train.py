@@ -20,7 +20,7 @@ from .errors import EmptyDataError
 from .feed import Encoder, RowBuffer, chunk_dataset
 from .liveplot import LivePlot
 from .models import ModelError, compile_model, inspect_model, resolve_model
-from .serving import ServingExport, derive_mask, jagged_columns
+from .serving import MaskRule, ServingExport
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["Trainer"]
 
 _PREDICT_ROWS = 65_536  # rows per model call in predict/evaluate: bounds memory
+_MASK_SAMPLE = 50_000  # validation rows on which the serving mask rules are checked
 
 
 def __dir__() -> list[str]:
@@ -132,7 +133,7 @@ class Trainer:
         self.history: keras.callbacks.History | None = None
         self.live_plot: LivePlot | None = None
         self.epoch = 0
-        self._jagged = jagged_columns(stream.spec)
+        self._mask_rule: MaskRule | None = None
         self._stop = threading.Event()
         self._validation_rows: RowBuffer | None = None
         self._feed_error: BaseException | None = None
@@ -241,6 +242,24 @@ class Trainer:
 
     # --- judging -------------------------------------------------------------------------
 
+    @property
+    def mask_rule(self) -> MaskRule:
+        """How the served model derives the mask from X (rules checked on validation rows)."""
+        if self._mask_rule is None:
+            split = "validation" if self.n_validation else "train"
+
+            def samples():
+                seen = 0
+                with contextlib.closing(self.stream.chunks(split)) as chunks:
+                    for x, mask, _ in chunks:
+                        yield x, mask
+                        seen += len(x)
+                        if seen >= _MASK_SAMPLE:
+                            return
+
+            self._mask_rule = MaskRule.fit(self.stream.spec, self.stream.normalize, samples())
+        return self._mask_rule
+
     def _check_x(self, x: Any, what: str = "X") -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.stream.n_features:
@@ -258,7 +277,7 @@ class Trainer:
         ----------
         x : ``[n, n_features]`` features as the stream makes them.
         mask : the true mask; when None it is derived from X as the served
-            model derives it (see `mlaas4hep_nb.serving`).
+            model derives it (`mask_rule`, see `mlaas4hep_nb.serving`).
 
         Returns
         -------
@@ -267,7 +286,7 @@ class Trainer:
         """
         x = self._check_x(x)
         if mask is None:
-            mask = derive_mask(x, self._jagged)
+            mask = self.mask_rule.numpy(x)
         else:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != x.shape:
@@ -377,10 +396,12 @@ class Trainer:
 
         The ``serving_default`` signature takes ``inputs`` (float32 ``[None,
         n_features]``, normalised as the stream normalises) and returns
-        probabilities; it derives the mask from X (see `mlaas4hep_nb.serving`
-        for the edge case of real zeros). ``serving_with_mask`` also takes the
-        true ``mask``. ``params.json`` carries the feature names and the
-        FeatureSpec (with the normalisation) for clients that send raw events.
+        probabilities; it derives the mask from X (`mask_rule`: from counters
+        such as ``nJet`` where they give the true mask, else nonzero values; see
+        `mlaas4hep_nb.serving` for the edge case of real zeros).
+        ``serving_with_mask`` also takes the true ``mask``. ``params.json``
+        carries the feature names and the FeatureSpec (with the normalisation
+        and the mask rules) for clients that send raw events.
 
         Returns
         -------
@@ -401,9 +422,13 @@ class Trainer:
                     else "one per label"
                 )
             )
-        spec = {**self.stream.spec.to_dict(), "normalize": self.stream.normalize}
+        spec = {
+            **self.stream.spec.to_dict(),
+            "normalize": self.stream.normalize,
+            "serving_mask": self.mask_rule.describe(),
+        }
         return write_bundle(
-            ServingExport(self.model, self.layout, self._jagged),
+            ServingExport(self.model, self.layout, self.mask_rule),
             bundle_dir,
             name=name,
             labels=labels,

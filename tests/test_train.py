@@ -18,7 +18,7 @@ from mlaas4hep_nb.feed import RowBuffer
 from mlaas4hep_nb.metrics import auc, roc_curve
 from mlaas4hep_nb.mlaas_params import ParamsError, load_mlaas_params
 from mlaas4hep_nb.models import ModelError
-from mlaas4hep_nb.serving import derive_mask
+from mlaas4hep_nb.serving import MaskRule
 
 USER_MODEL = """
 import keras
@@ -122,6 +122,9 @@ def test_export_reloads_and_predicts_as_in_memory(trained, tmp_path):
     assert mn.FeatureSpec.from_dict(params["spec"]) == trainer.stream.spec
     assert params["spec"]["normalize"] == "minmax"
 
+    assert params["spec"]["serving_mask"]["Jet_pt"] == "counter nJet"
+    assert params["spec"]["serving_mask"]["Muon_charge"] == "counter nMuon"
+
     x, mask, _ = next(trainer.stream.chunks("validation"))
     served = tf.saved_model.load(str(bundle))
     default = served.signatures["serving_default"](inputs=tf.constant(x))["output_0"].numpy()
@@ -130,19 +133,34 @@ def test_export_reloads_and_predicts_as_in_memory(trained, tmp_path):
         inputs=tf.constant(x), mask=tf.constant(mask.astype(np.float32))
     )["output_0"].numpy()
     np.testing.assert_allclose(with_mask, trainer.predict(x, mask), atol=1e-5)
-    # where the derived mask is exact, both signatures agree
-    exact = np.all(derive_mask(x, trainer._jagged) == mask, axis=1)
-    assert exact.mean() > 0.5
-    np.testing.assert_allclose(default[exact], with_mask[exact], atol=1e-5)
+    # every jagged branch has its counter: X alone gives the true mask, as in training
+    np.testing.assert_array_equal(trainer.mask_rule.numpy(x), mask)
+    np.testing.assert_allclose(default, with_mask, atol=1e-5)
 
 
-def test_serving_mask_treats_zero_in_jagged_slot_as_padding(trained):
+def test_serving_mask_rules(trained):
     trainer, _ = trained
-    x = np.zeros((1, trainer.stream.n_features), np.float32)
-    derived = derive_mask(x, trainer._jagged)
-    features = trainer.stream.features
-    assert derived[0, features.index("nJet")]  # flat: always a real value
-    assert not derived[0, features.index("Jet_pt_0")]  # jagged slot at 0: padding
+    stream = trainer.stream
+    features = stream.features
+    x = np.zeros((1, stream.n_features), np.float32)
+    muon = stream.spec.branch("nMuon")
+    x[0, features.index("nMuon")] = (1 - muon.min) / (muon.max - muon.min)  # one muon
+    x[0, features.index("Muon_charge_0")] = 0.0  # charge -1 after minmax: a real zero
+    counter = trainer.mask_rule.numpy(x)[0]
+    assert counter[features.index("nJet")]  # flat: always a real value
+    assert counter[features.index("Muon_charge_0")]
+    assert not counter[features.index("Muon_charge_1")]
+    nonzero = MaskRule(stream.spec, stream.normalize).numpy(x)[0]
+    assert not nonzero[features.index("Muon_charge_0")]  # the documented edge case
+    # the graph derives the same mask as numpy
+    np.testing.assert_array_equal(trainer.mask_rule.tensor(tf.constant(x)).numpy()[0], counter)
+    # a counter that does not give the true mask is not used
+    x2, mask2, _ = next(stream.chunks("validation"))
+    wrong = mask2.copy()
+    wrong[:, features.index("Jet_pt_0")] = False
+    rule = MaskRule.fit(stream.spec, stream.normalize, [(x2, wrong)])
+    assert rule.describe()["Jet_pt"] == "nonzero"
+    assert rule.describe()["Jet_eta"] == "counter nJet"
 
 
 def test_save_writes_keras_file_that_reloads(trained, tmp_path):
