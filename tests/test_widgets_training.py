@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def test_train_button_trains_and_shows_results(trained, stream):
     assert len(panel.history["val_auc"]) == 2
     assert panel.result["auc"] > 0.7
     assert panel.status.message == f"trained 2 epoch(s): validation AUC {panel.result['auc']:.4f}"
-    for image in (panel.live_image, panel.roc_image, panel.scores_image):
+    (live,) = panel.live_box.children  # the training layer's LivePlot, drawn in the panel
+    assert live is panel.trainer.live_plot.output
+    assert panel.trainer.live_plot.draws >= 1
+    assert base64.b64decode(live.outputs[0]["data"]["image/png"]).startswith(b"\x89PNG")
+    for image in (panel.roc_image, panel.scores_image):
         assert png(image).startswith(b"\x89PNG")
     assert f"{panel.result['auc']:.4f}" in panel.metrics.value
     assert "last epoch val_auc" in panel.metrics.value

@@ -1,4 +1,4 @@
-"""Keras callbacks that show training in a panel: progress in a Status, the live plot as an Image.
+"""A Keras callback that shows training progress in a panel's Status.
 
 Imported only when a panel trains, since it imports Keras.
 """
@@ -8,36 +8,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import ipywidgets as w
 import keras
 
-from ..liveplot import LivePlot
-from ._common import figure_png
-
-__all__ = ["ImageLivePlot", "TrainingProgress"]
+__all__ = ["TrainingProgress"]
 
 
 def __dir__() -> list[str]:
     return __all__
-
-
-class ImageLivePlot(LivePlot):
-    """The training layer's LivePlot, drawn into an ``ipywidgets.Image``.
-
-    An Image's value reaches the browser from any thread, where output
-    captured by an ``ipywidgets.Output`` from the training thread could land in
-    whichever cell ran last.
-    """
-
-    def __init__(self, image: w.Image, min_interval: float = 1.0) -> None:
-        super().__init__(min_interval=min_interval, show=False, notebook=True)
-        self.image = image
-
-    def draw(self) -> None:
-        self.image.value = figure_png(self.figure())
-        self.draws += 1
-        self._last_draw = time.perf_counter()
-        self._stale = False
 
 
 class TrainingProgress(keras.callbacks.Callback):

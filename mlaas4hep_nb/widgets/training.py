@@ -84,6 +84,7 @@ class TrainingPanel:
     ----------
     widget : the ipywidgets layout (displaying the panel displays it).
     stream, trainer : the `DataStream` and `Trainer` of the last Train.
+    live_box : holds the output of the training layer's `LivePlot` (``trainer.live_plot``).
     history : the Keras ``History.history`` dict of the last Train.
     result : ``Trainer.evaluate()`` after training.
     bundle : the folder of the last export.
@@ -165,7 +166,7 @@ class TrainingPanel:
         self.stop_button = w.Button(
             description="Stop", icon="stop", button_style="danger", disabled=True
         )
-        self.live_image = image_box(max_width="820px")
+        self.live_box = w.Box()  # holds the training layer's LivePlot output
         self.roc_image = image_box(max_width="400px")
         self.scores_image = image_box(max_width="400px")
         self.metrics = w.HTML()
@@ -187,7 +188,7 @@ class TrainingPanel:
                 w.HBox([self.epochs, self.batch_size, self.learning_rate]),
                 w.HBox([self.train_button, self.stop_button]),
                 self.status.widget,
-                self.live_image,
+                self.live_box,
                 w.HBox([self.roc_image, self.scores_image]),
                 self.metrics,
                 w.HBox([self.export_path, self.export_button]),
@@ -256,7 +257,7 @@ class TrainingPanel:
 
     def train(self, wait: bool = False) -> None:
         """Build the stream and a Trainer from the settings, fit, evaluate; in a thread."""
-        from ._feedback import ImageLivePlot, TrainingProgress
+        from ._feedback import TrainingProgress
 
         if self.job.running:
             self.status.info(f"still {self.job.doing}: wait for it, or Stop")
@@ -287,7 +288,7 @@ class TrainingPanel:
             )
             if self._stop_asked:
                 return {}
-            history = self.trainer.fit(live_plot=ImageLivePlot(self.live_image), progress=False)
+            history = self.trainer.fit(live_plot=self._new_live_plot(), progress=False)
             self.history = history.history
             self.status.busy("evaluating on the validation split…")
             self.result = self.trainer.evaluate()
@@ -307,6 +308,16 @@ class TrainingPanel:
         self.job.start("training", work, done, after=lambda: self._running(False))
         if wait:
             self.wait()
+
+    def _new_live_plot(self):
+        """The training layer's LivePlot, its output in the panel in place of the last one."""
+        from ..liveplot import LivePlot
+
+        live = LivePlot(show=False, notebook=True)
+        for old in self.live_box.children:
+            old.close()
+        self.live_box.children = (live.output,)
+        return live
 
     def _running(self, running: bool) -> None:
         self.train_button.disabled = running
