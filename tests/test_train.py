@@ -384,6 +384,23 @@ def test_single_class_stream(tth):
         mn.Trainer(stream_of({0: tth[0]}))
 
 
+def test_read_error_during_fit_is_raised_as_itself(tth):
+    from mlaas4hep_nb.errors import SourceError
+
+    stream = stream_of(tth)
+    trainer = mn.Trainer(stream, epochs=1)
+
+    first = next(iter(stream.split_chunks()))
+
+    def broken():
+        yield first
+        raise SourceError("cannot read root://host//store/bkg_3.root: connection reset")
+
+    stream.split_chunks = broken
+    with pytest.raises(SourceError, match=r"bkg_3\.root: connection reset"):
+        trainer.fit(live_plot=False, progress=False)
+
+
 def test_predict_rejects_wrong_width(trained):
     trainer, _ = trained
     with pytest.raises(ValueError, match=r"shape \[n, 96\]"):
