@@ -402,9 +402,7 @@ class TFaaSApp:
         try:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 form_request = Request(request.scope, _replay(body))
-                async with form_request.form(
-                    max_files=8, max_fields=16, max_part_size=self.max_upload
-                ) as form:
+                async with form_request.form(max_files=8, max_fields=16) as form:
                     name, folder = await stage_form(form, staging, self.max_unpacked)
             else:
                 name, folder = await run_in_threadpool(
