@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from .progress import progress_bar
 from .selection import FileMeta
 from .specs import file_partial
 
@@ -23,12 +22,13 @@ def map_partials(
     cut: str | None,
     caps: Mapping[str, int | None],
     alias_map: Mapping[str, Mapping[str, str]],
-    progress: bool = True,
+    advance: Callable[[int], None],
 ) -> list[dict]:
     """`file_partial` of every file on the cluster's workers, returned in file order.
 
     Each worker computes the same per-file partials as the local pass, and the
     kernel merges them in file order, so the result is the same FeatureSpec.
+    ``advance(entries)`` is called as each file is done.
     """
     from distributed import as_completed
 
@@ -39,7 +39,6 @@ def map_partials(
         for meta in metas
     ]
     entries = {future.key: meta.entries for future, meta in zip(futures, metas, strict=True)}
-    with progress_bar(sum(entries.values()), "specs (dask)", enabled=progress) as bar:
-        for future in as_completed(futures):
-            bar.update(entries[future.key])
+    for future in as_completed(futures):
+        advance(entries[future.key])
     return client.gather(futures)

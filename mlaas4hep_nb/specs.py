@@ -6,7 +6,8 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -291,6 +292,7 @@ def compute_specs(
     aliases: Mapping | None = None,
     cache: bool = True,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
     client=None,
 ) -> FeatureSpec:
     """Measure the selected branches over all files in one vectorised pass.
@@ -309,7 +311,9 @@ def compute_specs(
         ``{label: {name: expression}}`` to map samples with other schemas onto
         the same features (``files`` must then be ``{label: files}``).
     cache : reuse a spec computed before for the very same files and selection.
-    progress : show a progress bar.
+    progress : show a progress bar (tqdm: a widget in notebooks, text in terminals).
+    on_progress : called as ``on_progress(entries_done, entries_total)`` as files are
+        read, from whichever thread reads them (for widgets and other views).
     client : a ``dask.distributed.Client`` to compute per-file statistics on a cluster.
     """
     groups = _expanded(files)
@@ -333,7 +337,7 @@ def compute_specs(
     metas = scan(paths, tree, alias_map)
     selected, skipped = select(metas, tree, branches, exclude)
     caps = _caps(selected, max_len)
-    partials = _partials(metas, tree, selected, cut, caps, alias_map, progress, client)
+    partials = _partials(metas, tree, selected, cut, caps, alias_map, progress, on_progress, client)
     total: dict = {"events": 0, "branches": {}}
     for partial in partials:
         total["events"] += partial["events"]
@@ -358,17 +362,30 @@ def compute_specs(
     return spec
 
 
-def _partials(metas, tree, selected, cut, caps, alias_map, progress, client) -> list[dict]:
-    if client is not None:
-        from .distributed import map_partials
-
-        return map_partials(client, metas, tree, selected, cut, caps, alias_map, progress)
+def _partials(
+    metas, tree, selected, cut, caps, alias_map, progress, on_progress, client
+) -> list[dict]:
     total = sum(meta.entries for meta in metas)
+    done = 0
+    lock = threading.Lock()
     with progress_bar(total, "specs", enabled=progress) as bar:
+
+        def advance(entries: int) -> None:
+            nonlocal done
+            with lock:
+                done += entries
+                bar.update(entries)
+                if on_progress is not None:
+                    on_progress(done, total)
+
+        if client is not None:
+            from .distributed import map_partials
+
+            return map_partials(client, metas, tree, selected, cut, caps, alias_map, advance)
 
         def partial(meta: FileMeta) -> dict:
             return file_partial(
-                meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=bar.update
+                meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=advance
             )
 
         # two files at a time: decompression releases the GIL; merged in file order

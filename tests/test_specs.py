@@ -213,3 +213,16 @@ def test_bad_aliases_are_explained(tth):
         mn.compute_specs(tth[1], aliases={1: {"ht": "sum(Jet_pt)"}}, cache=False)
     with pytest.raises(ValueError, match="same names for every label"):
         mn.compute_specs(tth, aliases={1: {"ht": "sum(Jet_pt)"}, 0: {"x": "MET_pt"}}, cache=False)
+
+
+def test_on_progress_reports_entries_read(tth):
+    calls = []
+    mn.compute_specs(
+        tth,
+        branches=["MET_pt"],
+        cache=False,
+        progress=False,
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls[-1] == (6000, 6000)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
