@@ -258,3 +258,14 @@ def test_unmeasured_work_shows_its_time():
     status.tick(5)
     assert status.message == "done"
     assert status.progress.layout.display == "none"
+
+
+def test_specs_progress_is_measured(browser):
+    seen = []
+    browser.status.text.observe(
+        lambda _: seen.append((browser.status.progress.value, browser.status.message)), "value"
+    )
+    browser.compute_specs(wait=True)
+    measured = [(value, text) for value, text in seen if "events" in text and " of " in text]
+    assert measured[-1] == (1.0, "computing specs: 6,000 of 6,000 events")
+    assert browser.spec.n_events == 6000

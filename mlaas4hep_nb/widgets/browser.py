@@ -602,6 +602,9 @@ class Browser:
         current = self._current()
         files = current.files or self.files_opened
 
+        def report(done: int, total: int) -> None:
+            self.status.busy(f"computing specs: {done:,} of {total:,} events", done / total)
+
         def work() -> FeatureSpec:
             return compute_specs(
                 files,
@@ -610,6 +613,7 @@ class Browser:
                 max_len=current.max_len,
                 cut=current.cut,
                 progress=False,
+                on_progress=report,
             )
 
         def done(spec: FeatureSpec) -> str:
