@@ -207,3 +207,30 @@ def test_redirector_prefixes_logical_file_names(xrootd_many):
         "root://host.cern.ch//store/x.root"
     ]
     assert mn.list_trees(prefix + logical)[0].entries == 400
+
+
+def test_widgets_show_the_cluster_and_per_file_progress(client, many):
+    from mlaas4hep_nb.widgets import Browser, TrainingPanel
+    from mlaas4hep_nb.widgets.cluster import cluster_html, file_progress_html
+
+    browser = Browser(many, client=client)
+    browser.wait()
+    assert client.dashboard_link in browser.cluster_line.value
+    assert "2 workers" in browser.cluster_line.value
+    browser.pick("nJet", "MET_pt")
+    browser.compute_specs(wait=True)
+    local = mn.compute_specs(many, branches=["nJet", "MET_pt"], progress=False)
+    assert browser.spec.features == local.features
+    assert browser.spec.n_events == local.n_events
+    assert browser.spec.branch("MET_pt").mean == pytest.approx(local.branch("MET_pt").mean)
+    stream = browser.to_stream()
+    assert stream.client is client
+    panel = TrainingPanel(stream, epochs=1)
+    panel.train(wait=True)
+    assert client.dashboard_link in panel.cluster_line.value
+    assert "read this pass" in panel.files_box.value
+    assert "tth_0.root" in panel.files_box.value or "ttbar_0.root" in panel.files_box.value
+    table = file_progress_html({"a/x.root": (5, 10), "a/y.root": (10, 10)})
+    assert "1/2 read this pass" in table
+    assert "x.root" in table
+    assert "this kernel (2 reader threads)" in cluster_html(None)

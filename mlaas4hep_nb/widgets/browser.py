@@ -18,6 +18,7 @@ from ..sources import branches as list_branches
 from ..sources import list_trees, preview
 from ..specs import cache_dir, compute_specs
 from ._common import Job, Status, figure_png, image_box, new_figure
+from .cluster import cluster_html
 
 if TYPE_CHECKING:
     import hist
@@ -163,6 +164,8 @@ class Browser:
     branches : names or globs to pick at once.
     labels : ``{label: files}`` assigning opened files to classes.
     max_len, cut : the options of `compute_specs`.
+    client : a ``dask.distributed.Client``: specs and streams run on its workers
+        (the panel links its dashboard).
     preview_entries : entries read for a branch preview.
     max_rows : branch rows shown at once (refine the filter to see others).
 
@@ -187,7 +190,9 @@ class Browser:
         cut: str | None = None,
         preview_entries: int = 100_000,
         max_rows: int = 100,
+        client: Any = None,
     ) -> None:
+        self.client = client
         self.preview_entries = preview_entries
         self.max_rows = max_rows
         self.files_opened: list[str] = []
@@ -266,6 +271,7 @@ class Browser:
             description="Compute specs", icon="calculator", button_style="success"
         )
         self.summary = w.HTML()
+        self.cluster_line = w.HTML(cluster_html(self.client))
 
         self.open_button.on_click(lambda _: self.open(self.path_box.value.split()))
         self.recent.observe(self._recent_chosen, "value")
@@ -303,6 +309,7 @@ class Browser:
                     ]
                 ),
                 w.HBox([self.max_len_box, self.cut_box, self.specs_button]),
+                self.cluster_line,
                 self.status.widget,
                 self.summary,
             ],
@@ -614,6 +621,7 @@ class Browser:
                 cut=current.cut,
                 progress=False,
                 on_progress=report,
+                client=self.client,
             )
 
         def done(spec: FeatureSpec) -> str:
@@ -628,6 +636,7 @@ class Browser:
     def to_stream(self, **kwargs: Any) -> DataStream:
         """A `DataStream` of the selection (reusing its specs); ``kwargs`` go to `DataStream`."""
         kwargs.setdefault("progress", False)
+        kwargs.setdefault("client", self.client)
         return self.selection.to_stream(**kwargs)
 
     def wait(self, timeout: float | None = None) -> Any:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ._common import Job, Status, figure_png, image_box
+from .cluster import cluster_html, file_progress_html
 
 if TYPE_CHECKING:
     from ..stream import DataStream
@@ -167,6 +168,8 @@ class TrainingPanel:
             description="Stop", icon="stop", button_style="danger", disabled=True
         )
         self.live_box = w.Box()  # holds the training layer's LivePlot output
+        self.cluster_line = w.HTML()
+        self.files_box = w.HTML()  # per-file progress of the pass being read
         self.roc_image = image_box(max_width="400px")
         self.scores_image = image_box(max_width="400px")
         self.metrics = w.HTML()
@@ -187,7 +190,9 @@ class TrainingPanel:
                 self._model_options,
                 w.HBox([self.epochs, self.batch_size, self.learning_rate]),
                 w.HBox([self.train_button, self.stop_button]),
+                self.cluster_line,
                 self.status.widget,
+                self.files_box,
                 self.live_box,
                 w.HBox([self.roc_image, self.scores_image]),
                 self.metrics,
@@ -272,12 +277,14 @@ class TrainingPanel:
                 self.trainer.stop()
             else:
                 self.status.busy(text, fraction)
+                self.files_box.value = file_progress_html(self.stream.file_progress)
 
         def work() -> dict:
             from ..train import Trainer
 
             self.status.busy("reading the files and building the stream…")
             self.stream = self._make_stream()
+            self.cluster_line.value = cluster_html(self.stream.client, self.stream.max_workers)
             self.status.busy("building the model…")
             self.trainer = Trainer(
                 self.stream,
