@@ -64,15 +64,28 @@ def _scaling(branch: BranchSpec, normalize: str | None) -> tuple[float, float]:
 
 
 class _Slots:
-    """Where the values of jagged branches that share one counter go in the matrix."""
+    """Where the values of jagged branches that share one counter go in the flat matrix.
+
+    ``source`` indexes the kept values in the content, ``target`` their places
+    in the raveled ``[n, width]`` matrix (before adding the branch's column).
+    """
 
     def __init__(self, counts: np.ndarray, starts: np.ndarray, pad: int, width: int) -> None:
-        self.counts = counts
-        slots = np.arange(pad)
-        self.filled = slots < counts[:, None]
-        rows = np.arange(len(counts), dtype=np.int64)[:, None] * width
-        self.target = (rows + slots)[self.filled]
-        self.source = (starts[:, None] + slots)[self.filled]
+        self.counts, self.starts, self.pad = counts, starts, pad
+        kept = np.minimum(counts, pad)
+        first = np.zeros(len(kept), dtype=np.int64)
+        np.cumsum(kept[:-1], out=first[1:])
+        slot = np.arange(int(kept.sum()), dtype=np.int64) - np.repeat(first, kept)
+        self.source = np.repeat(starts, kept) + slot
+        self.target = np.repeat(np.arange(len(kept), dtype=np.int64) * width, kept) + slot
+
+    def fits(self, counts: np.ndarray, starts: np.ndarray, pad: int) -> bool:
+        """Whether another branch has the same layout (Jet_eta after Jet_pt)."""
+        return (
+            pad == self.pad
+            and np.array_equal(counts, self.counts)
+            and np.array_equal(starts, self.starts)
+        )
 
 
 class Converter:
@@ -110,11 +123,7 @@ class Converter:
                     continue
                 counts, starts, content = jagged_parts(columns[branch.name])
                 # branches sharing a counter (Jet_pt, Jet_eta, ...) share one slot layout
-                if (
-                    slots is None
-                    or slots.filled.shape[1] != branch.pad
-                    or not np.array_equal(slots.counts, counts)
-                ):
+                if slots is None or not slots.fits(counts, starts, branch.pad):
                     slots = _Slots(counts, starts, branch.pad, width)
                 values = content[slots.source].astype(np.float32)
                 target = slots.target + start

@@ -324,8 +324,14 @@ class DataStream:
             orders.append(units)
         return orders
 
-    def _assemble(self, pieces: list[tuple[Part, Slice]], index: int, shuffle_seed) -> Part:
-        """Cut each unit to its slice and join them, scattering rows to shuffled places."""
+    def _assemble(
+        self, pieces: list[tuple[Part, Slice]], index: int, shuffle_seed, partition: bool
+    ) -> Part:
+        """Cut each unit to its slice and join them, scattering rows to their places.
+
+        With ``partition``, training rows come first (shuffled with a seed) and
+        validation rows last (in read order), so either split is a view.
+        """
         bounds = [
             (
                 np.searchsorted(part.rows, piece.low - piece.offset),
@@ -334,11 +340,18 @@ class DataStream:
             for part, piece in pieces
         ]
         n = sum(int(hi - lo) for lo, hi in bounds)
-        place = (
-            np.random.default_rng([*shuffle_seed, index]).permutation(n)
-            if shuffle_seed is not None
-            else np.arange(n)
-        )
+        rng = np.random.default_rng([*shuffle_seed, index]) if shuffle_seed is not None else None
+        if partition:
+            validation = np.concatenate(
+                [part.validation[lo:hi] for (part, _), (lo, hi) in zip(pieces, bounds, strict=True)]
+                or [np.empty(0, bool)]
+            )
+            n_train = n - int(validation.sum())
+            place = np.empty(n, dtype=np.int64)
+            place[~validation] = rng.permutation(n_train) if rng else np.arange(n_train)
+            place[validation] = np.arange(n_train, n)
+        else:
+            place = rng.permutation(n) if rng else np.arange(n)
         chunk = Part(
             np.empty((n, self.n_features), np.float32),
             np.empty((n, self.n_features), bool),
@@ -381,7 +394,7 @@ class DataStream:
             )
             raise RuntimeError(msg) from err
 
-    def _produce(self, shuffle_seed) -> Iterator[Part]:
+    def _produce(self, shuffle_seed, partition: bool) -> Iterator[Part]:
         """Chunks in order, reading units ahead (threads or Dask) with bounded read-ahead."""
         orders = self._unit_orders(shuffle_seed)
         chunks = layout(orders, self.n_chunks)
@@ -409,6 +422,7 @@ class DataStream:
                     [(results[key], s) for key, (_, s) in zip(keys, chunk, strict=True)],
                     k,
                     shuffle_seed,
+                    partition,
                 )
                 for key in keys:
                     if last_use[key] == k:  # a unit's NaN counts go with its last chunk
@@ -441,7 +455,7 @@ class DataStream:
         if self.shuffle and split != "validation":
             shuffle_seed = (self.seed, self._passes[split])
             self._passes[split] += 1
-        for chunk in self._produce(shuffle_seed):
+        for chunk in self._produce(shuffle_seed, partition=split is not None):
             self._note_nonfinite(chunk.nonfinite)
             yield chunk
 
@@ -462,9 +476,10 @@ class DataStream:
             if split is None:
                 yield chunk.x, chunk.mask, chunk.y
                 continue
-            keep = chunk.validation if split == "validation" else ~chunk.validation
-            if keep.any():
-                yield chunk.x[keep], chunk.mask[keep], chunk.y[keep]
+            n_train = len(chunk.y) - int(chunk.validation.sum())
+            rows = slice(n_train, None) if split == "validation" else slice(None, n_train)
+            if len(chunk.y[rows]):
+                yield chunk.x[rows], chunk.mask[rows], chunk.y[rows]
 
     def split_chunks(self) -> Iterator[tuple[tuple, tuple]]:
         """Yield ``((X, mask, y) of train, (X, mask, y) of validation)`` per chunk.
@@ -473,10 +488,10 @@ class DataStream:
         read instead of reading the files twice per epoch. Shuffled like "train".
         """
         for chunk in self._pass("train"):
-            val = chunk.validation
+            n_train = len(chunk.y) - int(chunk.validation.sum())
             yield (
-                (chunk.x[~val], chunk.mask[~val], chunk.y[~val]),
-                (chunk.x[val], chunk.mask[val], chunk.y[val]),
+                (chunk.x[:n_train], chunk.mask[:n_train], chunk.y[:n_train]),
+                (chunk.x[n_train:], chunk.mask[n_train:], chunk.y[n_train:]),
             )
 
     def batches(
