@@ -122,7 +122,30 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     trainer.plot_roc().savefig(out / "roc.png", dpi=100)
     bundle = trainer.export(out / "tth")
     print(f"wrote {out / 'loss.png'}, {out / 'roc.png'} and the TFaaS bundle {bundle}")
+    _demo_serving(trainer, stream, out)
     stream.close()
+
+
+def _demo_serving(trainer, stream, out: Path) -> None:
+    """Demo step 5: a local TFaaS server, push the bundle, served next to local predictions."""
+    import numpy as np
+
+    from .tfaas import TFaaSClient, serve_in_background
+
+    print("\n== 5. serving: a local TFaaS server, push the model, predict over HTTP")
+    with serve_in_background(out / "models") as server:
+        client = TFaaSClient(server.url)
+        name = client.upload(trainer, name="tth")
+        print(f"server {server.url} serves {client.models()}")
+        x, _, y = next(stream.chunks("validation"))
+        rows = np.concatenate([np.flatnonzero(y == label)[:4] for label in (0, 1)])
+        x, y = x[rows], y[rows]
+        served = np.asarray(client.predict(name, x)).reshape(len(x), -1)[:, -1]
+        local = np.asarray(trainer.predict(x)).reshape(len(x), -1)[:, -1]
+        print(f"{'label':>5}  {'served':>8}  {'local':>8}")
+        for label, a, b in zip(y, served, local, strict=True):
+            print(f"{int(label):>5}  {a:8.5f}  {b:8.5f}")
+        print(f"largest difference served vs local: {np.max(np.abs(served - local)):.2e}")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

@@ -42,15 +42,15 @@ def _objects(
 
 def _jets(rng: np.random.Generator, n: int, signal: bool) -> tuple[np.ndarray, dict]:
     # ttH(bb) has two more b quarks and more jets than ttbar; the overlap keeps AUC below 1.
-    n_jets = np.clip(rng.poisson(6.3 if signal else 5.2, n), 2, 15).astype(np.int32)
-    jets = _objects(rng, n_jets, 55.0 if signal else 48.0, 25.0, 2.4)
-    n_b = np.minimum(n_jets, rng.binomial(4, 0.8, n) + 1 if signal else rng.binomial(2, 0.9, n))
+    n_jets = np.clip(rng.poisson(6.0 if signal else 5.4, n), 2, 15).astype(np.int32)
+    jets = _objects(rng, n_jets, 52.0 if signal else 49.0, 25.0, 2.4)
+    n_b = np.minimum(n_jets, rng.binomial(4, 0.7, n) + 1 if signal else rng.binomial(2, 0.9, n))
     # which jets are true b jets: the first n_b of a random permutation within each event
     event_of = np.repeat(np.arange(n), n_jets)
     rank = np.argsort(np.lexsort((rng.random(event_of.size), event_of)), kind="stable")
     first = np.repeat(np.cumsum(n_jets) - n_jets, n_jets)
     is_b = (rank - first) < np.repeat(n_b, n_jets)
-    btag = np.where(is_b, rng.beta(4.0, 1.6, event_of.size), rng.beta(1.0, 7.0, event_of.size))
+    btag = np.where(is_b, rng.beta(3.0, 1.6, event_of.size), rng.beta(1.0, 5.0, event_of.size))
     jets["mass"] = (jets["pt"] * rng.lognormal(-2.0, 0.35, event_of.size)).astype(np.float32)
     jets["btagDeepB"] = btag.astype(np.float32)
     return n_jets, jets
