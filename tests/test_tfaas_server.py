@@ -509,6 +509,11 @@ def test_one_write_protocol_keeps_head_requests_large_bodies_and_keep_alive(serv
         np.testing.assert_allclose(big.json(), local(alpha, x), atol=1e-5)
         for _ in range(20):
             assert session.get(server.url + "/v2/health/live", timeout=5).json() == {"live": True}
+        huge = rows(60_000, seed=22)  # ~7 MB: reading pauses at 4 MB and resumes
+        body = json.dumps({"values": huge.tolist(), "model": "alpha"}).encode()
+        assert len(body) > 5 * 1024 * 1024
+        answer = session.post(server.url + "/json", data=body)
+        np.testing.assert_allclose(answer.json(), local(alpha, huge), atol=1e-5)
 
 
 # --- the client against an upstream-like server, and its options ------------------------------

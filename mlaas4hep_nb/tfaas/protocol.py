@@ -1,10 +1,12 @@
-"""uvicorn's httptools protocol, sending each response's head and body in one write.
+"""uvicorn's httptools protocol, tuned for many small answers and some large requests.
 
 uvicorn writes the status line and headers as soon as the app sends
 ``http.response.start`` and the body with ``http.response.body``: two socket
 writes (two system calls) per response. For small JSON answers those writes
 are a large share of the server's time, so this protocol holds the head back
-until the body comes (or the event loop turns) and writes both at once.
+until the body comes (or the event loop turns) and writes both at once. It
+also buffers up to 4 MB of a request body before pausing the socket (uvicorn:
+64 kB), which saves several event-loop turns per large batch request.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["CoalescingHttpToolsProtocol"]
+__all__ = ["BODY_HIGH_WATER", "CoalescingHttpToolsProtocol"]
+
+BODY_HIGH_WATER = 4 * 1024 * 1024
+"""Bytes of a request body buffered per connection before reading from it pauses."""
 
 
 def __dir__() -> list[str]:
@@ -55,7 +60,18 @@ class _CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` with one write per small response."""
+    """`HttpToolsProtocol` with one write per small response, and fewer pauses for big bodies."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_body(self, body: bytes) -> None:
+        # as uvicorn's, but pausing the socket at BODY_HIGH_WATER rather than 64 kB: a
+        # 1,000-row batch (~450 kB) then arrives in one piece, not in seven pause/resume turns
+        upgrade = self.parser.should_upgrade() and self._should_upgrade()
+        if upgrade or self.cycle.response_complete:
+            return
+        self.cycle.body += body
+        if len(self.cycle.body) > BODY_HIGH_WATER:
+            self.flow.pause_reading()
+        self.cycle.message_event.set()
