@@ -7,6 +7,7 @@ import json
 import socket
 import tarfile
 import threading
+import time
 import uuid
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -452,6 +453,9 @@ def test_reupload_during_a_stream_of_predictions_is_atomic(server, bundles):
     threads = [threading.Thread(target=predict, args=(i % 2 == 0,)) for i in range(4)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
+    while "a" not in seen and not problems and time.monotonic() < deadline:
+        time.sleep(0.01)  # the stream is flowing before the first swap
     for i in range(6):
         client.upload(folder_b if i % 2 == 0 else folder_a, name="swap")
     client.upload(folder_b, name="swap")
