@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .bundle import export_saved_model
 from .convert import _scaling
 
 if TYPE_CHECKING:
@@ -167,12 +168,12 @@ class MaskRule:
 
 
 class ServingExport:
-    """What `mlaas4hep_nb.bundle.write_bundle` exports: the model behind two signatures.
+    """What `mlaas4hep_nb.bundle.write_bundle` exports: the model behind its signatures.
 
-    ``serving_default`` takes ``inputs`` and returns the probabilities, the
-    mask derived by ``rule``; ``serving_with_mask`` takes ``inputs`` and
-    ``mask``. For a model without a mask input, the second signature ignores
-    the mask.
+    ``serving_default`` (and the upstream TFaaS signature, see `bundle`) take
+    ``inputs`` and return the probabilities, the mask derived by ``rule``;
+    ``serving_with_mask`` takes ``inputs`` and ``mask``. For a model without
+    a mask input, the second signature ignores the mask.
     """
 
     def __init__(self, model: keras.Model, layout: ModelLayout, rule: MaskRule) -> None:
@@ -194,10 +195,6 @@ class ServingExport:
             raise ValueError(msg)
         n = self.rule.n_features
 
-        @tf.function(input_signature=[tf.TensorSpec([None, n], tf.float32, name="inputs")])
-        def serve(inputs):
-            return self._call(inputs, self.rule.tensor(inputs))
-
         @tf.function(
             input_signature=[
                 tf.TensorSpec([None, n], tf.float32, name="inputs"),
@@ -207,11 +204,10 @@ class ServingExport:
         def serve_with_mask(inputs, mask):
             return self._call(inputs, mask)
 
-        archive = keras.export.ExportArchive()
-        archive.track(self.model)
-        # Signatures get their call ops in name order: with no "serve" endpoint (which
-        # model.export adds), serving_default's ops are serving_default_inputs and
-        # StatefulPartitionedCall, the names upstream TFaaS feeds and fetches.
-        archive.add_endpoint("serving_default", serve)
-        archive.add_endpoint(MASK_SIGNATURE, serve_with_mask)
-        archive.write_out(str(filepath), verbose=verbose)
+        export_saved_model(
+            filepath,
+            self.model,
+            lambda inputs: self._call(inputs, self.rule.tensor(inputs)),
+            n,
+            extra={MASK_SIGNATURE: serve_with_mask},
+        )

@@ -116,8 +116,9 @@ def test_export_reloads_and_predicts_as_in_memory(trained, tmp_path):
     assert params["model"] == "saved_model.pb"
     assert params["labels"] == "labels.txt"
     assert params["input_name"] == "inputs"
-    assert params["input_node"] == "serving_default_inputs"
-    assert params["output_node"] == "StatefulPartitionedCall"
+    # the op names upstream TFaaS (tfgo) feeds and fetches for a SavedModel
+    assert params["op"] == params["input_node"] == "serving_default_inputs_input"
+    assert params["output_node"] == params["outputNode"] == "StatefulPartitionedCall"
     assert params["features"] == trainer.stream.features
     assert mn.FeatureSpec.from_dict(params["spec"]) == trainer.stream.spec
     assert params["spec"]["normalize"] == "minmax"
@@ -136,6 +137,11 @@ def test_export_reloads_and_predicts_as_in_memory(trained, tmp_path):
     # every jagged branch has its counter: X alone gives the true mask, as in training
     np.testing.assert_array_equal(trainer.mask_rule.numpy(x), mask)
     np.testing.assert_allclose(default, with_mask, atol=1e-5)
+    # as upstream runs it: a TF1 session feeding and fetching graph ops by name
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        tf.compat.v1.saved_model.loader.load(session, ["serve"], str(bundle))
+        upstream = session.run(params["output_node"] + ":0", {params["input_node"] + ":0": x})
+    np.testing.assert_allclose(upstream, trainer.predict(x), atol=1e-5)
 
 
 def test_serving_mask_rules(trained):
