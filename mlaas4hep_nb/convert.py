@@ -11,7 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .specs import BranchSpec, FeatureSpec
 
-__all__ = ["NORMALIZATIONS", "Converter", "flat_values", "jagged_parts"]
+__all__ = ["NORMALIZATIONS", "Converter", "flat_values", "jagged_parts", "scaling"]
 
 NORMALIZATIONS = ("minmax", "standard", None)
 
@@ -49,18 +49,20 @@ def jagged_parts(array: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return counts, starts, ak.to_numpy(ak.flatten(array, axis=1))
 
 
-def _scaling(branch: BranchSpec, normalize: str | None) -> tuple[float, float]:
-    """Offset and scale so that ``(x - offset) * scale`` is normalised."""
+def scaling(branch: BranchSpec, normalize: str | None) -> tuple[float, float]:
+    """Offset and width so that ``(x - offset) / width`` is normalised; width 0: constant.
+
+    A constant (or never seen) branch carries no information: it maps to 0.
+    """
     if normalize == "minmax":
         offset, width = branch.min, None if branch.min is None else branch.max - branch.min
     elif normalize == "standard":
         offset, width = branch.mean, branch.std
     else:
         return 0.0, 1.0
-    # a constant (or never seen) branch carries no information: map it to 0
     if offset is None or width is None or width <= 0:
         return 0.0, 0.0
-    return offset, 1.0 / width
+    return offset, width
 
 
 class _Slots:
@@ -70,14 +72,14 @@ class _Slots:
     in the raveled ``[n, width]`` matrix (before adding the branch's column).
     """
 
-    def __init__(self, counts: np.ndarray, starts: np.ndarray, pad: int, width: int) -> None:
+    def __init__(self, counts: np.ndarray, starts: np.ndarray, pad: int, n_columns: int) -> None:
         self.counts, self.starts, self.pad = counts, starts, pad
         kept = np.minimum(counts, pad)
         first = np.zeros(len(kept), dtype=np.int64)
         np.cumsum(kept[:-1], out=first[1:])
         slot = np.arange(int(kept.sum()), dtype=np.int64) - np.repeat(first, kept)
         self.source = np.repeat(starts, kept) + slot
-        self.target = np.repeat(np.arange(len(kept), dtype=np.int64) * width, kept) + slot
+        self.target = np.repeat(np.arange(len(kept), dtype=np.int64) * n_columns, kept) + slot
 
     def fits(self, counts: np.ndarray, starts: np.ndarray, pad: int) -> bool:
         """Whether another branch has the same layout (Jet_eta after Jet_pt)."""
@@ -102,20 +104,20 @@ class Converter:
             raise ValueError(msg)
         self.spec = spec
         self.normalize = normalize
-        self._scalings = [_scaling(branch, normalize) for branch in spec.branches]
+        self._scalings = [scaling(branch, normalize) for branch in spec.branches]
         self._starts = np.cumsum([0] + [b.pad for b in spec.branches])[:-1].tolist()
 
     def __call__(
         self, columns: Mapping[str, ak.Array]
     ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         n = len(next(iter(columns.values()))) if columns else 0
-        width = self.spec.n_features
-        x = np.zeros((n, width), dtype=np.float32)
-        mask = np.zeros((n, width), dtype=bool)
+        n_columns = self.spec.n_features
+        x = np.zeros((n, n_columns), dtype=np.float32)
+        mask = np.zeros((n, n_columns), dtype=bool)
         flat_x, flat_mask = x.reshape(-1), mask.reshape(-1)
         slots: _Slots | None = None
         nonfinite: dict[str, int] = {}
-        for branch, start, (offset, scale) in zip(
+        for branch, start, (offset, width) in zip(
             self.spec.branches, self._starts, self._scalings, strict=True
         ):
             if branch.jagged:
@@ -124,15 +126,19 @@ class Converter:
                 counts, starts, content = jagged_parts(columns[branch.name])
                 # branches sharing a counter (Jet_pt, Jet_eta, ...) share one slot layout
                 if slots is None or not slots.fits(counts, starts, branch.pad):
-                    slots = _Slots(counts, starts, branch.pad, width)
+                    slots = _Slots(counts, starts, branch.pad, n_columns)
                 values = content[slots.source].astype(np.float32)
                 target = slots.target + start
             else:
                 values = flat_values(columns[branch.name]).astype(np.float32)
                 target = None
             if self.normalize is not None:
+                # subtract then divide in float32: monotonic, so minmax stays within [0, 1]
                 values -= np.float32(offset)
-                values *= np.float32(scale)
+                if width:
+                    values /= np.float32(width)
+                else:
+                    values *= np.float32(0.0)
             bad = ~np.isfinite(values)
             if bad.any():
                 nonfinite[branch.name] = int(bad.sum())

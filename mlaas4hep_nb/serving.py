@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from .bundle import export_saved_model
-from .convert import _scaling
+from .convert import scaling
 
 if TYPE_CHECKING:
     from .models import ModelLayout
@@ -92,9 +92,10 @@ class MaskRule:
             if counter is None:
                 self.jagged.append(_Jagged(branch.name, start, branch.pad))
                 continue
-            offset, scale = _scaling(counter, normalize)
+            offset, width = scaling(counter, normalize)
             # a constant counter is 0 in X: its raw value is the spec's minimum
-            width, offset = (1.0 / scale, offset) if scale else (0.0, counter.min or 0.0)
+            if not width:
+                offset = counter.min or 0.0
             self.jagged.append(
                 _Jagged(
                     branch.name,

@@ -260,7 +260,8 @@ def test_unmeasured_work_shows_its_time():
     assert status.progress.layout.display == "none"
 
 
-def test_specs_progress_is_measured(browser):
+def test_specs_progress_is_measured(browser, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLAAS4HEP_NB_CACHE", str(tmp_path))  # a cached spec reads nothing
     seen = []
     browser.status.text.observe(
         lambda _: seen.append((browser.status.progress.value, browser.status.message)), "value"
