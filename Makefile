@@ -30,7 +30,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check mlaas4hep_nb tests benchmarks
 
 bench: $(STAMP)
+	bash scripts/install-system-deps.sh bench
 	$(BIN)/python benchmarks/bench_stream.py
+	$(BIN)/python benchmarks/bench_train.py --repeat 3
+	$(BIN)/python benchmarks/bench_serve.py --seconds 10
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) demo-output test-artifacts .pytest_cache

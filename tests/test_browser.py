@@ -222,9 +222,7 @@ def test_click_through_the_workbench_in_jupyterlab(chromium, lab):
         train.get_by_text("4 branches").first.wait_for(timeout=30_000)
         train.locator("button:text-is('Train')").click()
         # progress ("epoch 1/2: batch ...") or, if training was quicker than a poll, its end
-        train.get_by_text(re.compile(r"epoch 1/|trained \d+ epoch")).first.wait_for(
-            timeout=180_000
-        )
+        train.get_by_text(re.compile(r"epoch 1/|trained \d+ epoch")).first.wait_for(timeout=180_000)
         shot("training", tabs)
         train.get_by_text("validation AUC").first.wait_for(timeout=300_000)
         train.locator(".mlaas4hep-metrics").wait_for(timeout=30_000)
