@@ -525,8 +525,9 @@ class DataStream:
             msg = f"split must be one of {_SPLITS}, not {split!r}"
             raise ValueError(msg)
         if not self._counts:
-            validation = sum(int(v.sum()) for v in map_ordered(self._file_split, self.files))
-            total = sum(len(v) for v in map_ordered(self._file_split, self.files))
+            masks = list(map_ordered(self._file_split, self.files))
+            validation = sum(int(mask.sum()) for mask in masks)
+            total = sum(len(mask) for mask in masks)
             self._counts = {"train": total - validation, "validation": validation, None: total}
         return self._counts[split]
 
