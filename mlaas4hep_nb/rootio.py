@@ -97,19 +97,15 @@ def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirecto
     """
     options: dict = {"array_cache": None, "object_cache": None}
     local = path
-    if is_remote(path):
-        if path.startswith(("root://", "xroot://")):
-            _configure_xrootd()
+    if is_remote(path) and path.startswith(("root://", "xroot://")):
+        _configure_xrootd()
+    if is_remote(path) and cache_dir is not None:
+        local = _cached_copy(path, cache_dir)
+    if is_remote(local):
         options["timeout"] = REMOTE_TIMEOUT
-        if cache_dir is not None:
-            local = _cached_copy(path, cache_dir)
-    if local is not path or not is_remote(path):
+    else:
         _check_local(local)
-        options = {
-            "array_cache": None,
-            "object_cache": None,
-            "handler": uproot.source.file.MemmapSource,
-        }
+        options["handler"] = uproot.source.file.MemmapSource
     try:
         directory = uproot.open(local, **options)
         size, expected = directory.file.source.num_bytes, directory.file.fEND

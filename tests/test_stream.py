@@ -45,29 +45,20 @@ def expected_matrix(paths, spec, normalize):
 
 @pytest.mark.parametrize("normalize", ["minmax", "standard", None])
 def test_features_match_an_independent_computation(tth, normalize):
-    stream = mn.DataStream(
-        tth,
-        branches=BRANCHES,
-        normalize=normalize,
-        shuffle=False,
-        chunk_size=700,
-        progress=False,
-        exclude=(),
-    )
+    same = {
+        "branches": BRANCHES,
+        "shuffle": False,
+        "chunk_size": 700,
+        "progress": False,
+        "exclude": (),
+    }
+    stream = mn.DataStream(tth, normalize=normalize, **same)
     x, mask, y = collect(stream.chunks())
     assert x.dtype == np.float32
     assert mask.dtype == bool
     assert y.dtype == np.float32
     assert x.shape == mask.shape == (6000, stream.n_features)
-    raw = mn.DataStream(
-        tth,
-        branches=BRANCHES,
-        normalize=None,
-        shuffle=False,
-        chunk_size=700,
-        progress=False,
-        exclude=(),
-    )
+    raw = mn.DataStream(tth, normalize=None, **same)
     raw_x, _, _ = collect(raw.chunks())
     signal = raw_x[y == 1]
     expected_x, expected_mask = expected_matrix(tth[1], stream.spec, normalize)
