@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .tensorflow_logs import quiet_tensorflow_logs
 from .xrootd_loader import load_xrootd
 
 __version__ = "0.1.0"
 
 load_xrootd()  # before anything imports TensorFlow or fsspec-xrootd: see xrootd_loader
+quiet_tensorflow_logs()  # TensorFlow's start-up INFO lines are no errors: see tensorflow_logs
 
 _EXPORTS = {
     "list_trees": "sources",

@@ -213,6 +213,7 @@ def test_widgets_show_the_cluster_and_per_file_progress(client, many):
     from mlaas4hep_nb.widgets import Browser, TrainingPanel
     from mlaas4hep_nb.widgets.cluster import cluster_html, file_progress_html
 
+    client.wait_for_workers(2, timeout=60)  # a test before may have killed one: it restarts
     browser = Browser(many, client=client)
     browser.wait()
     assert client.dashboard_link in browser.cluster_line.value
