@@ -122,20 +122,61 @@ def xrootd_url(served_dir) -> str:
 HTTP_SERVER = """
 import sys
 from aiohttp import web
-app = web.Application()
+log = open(sys.argv[3], "a", buffering=1) if len(sys.argv) > 3 else None
+
+@web.middleware
+async def record(request, handler):
+    if log is not None:
+        log.write(f"{request.method} {request.path}\\n")
+    return await handler(request)
+
+app = web.Application(middlewares=[record])
 app.router.add_static("/", sys.argv[1], show_index=True)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None)
 """
 
 
+class HTTPServer:
+    """A real HTTP server (aiohttp static, range requests) on 127.0.0.1 serving ``folder``.
+
+    ``requests()`` lists the requests it answered (``"GET /name"``).
+    """
+
+    def __init__(self, folder: Path, log: Path) -> None:
+        self.log = log
+        log.touch()
+        port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HTTP_SERVER, str(folder), str(port), str(log)]
+        )
+        wait_for_port(port, self.process, "HTTP server")
+        self.url = f"http://127.0.0.1:{port}"
+
+    def requests(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
 @pytest.fixture(scope="session")
 def http_url(served_dir) -> str:
     """``http://127.0.0.1:PORT``: a real HTTP server (aiohttp static, range requests)."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", HTTP_SERVER, str(served_dir), str(port)])
+    server = HTTPServer(served_dir, served_dir.parent / f"{served_dir.name}-http.log")
     try:
-        wait_for_port(port, process, "HTTP server")
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
+
+
+@pytest.fixture
+def data_mirror(shared_data, tmp_path, monkeypatch) -> HTTPServer:
+    """The real files served as the datasets mirror (``MLAAS4HEP_DATA_URL``), an empty cache."""
+    server = HTTPServer(shared_data, tmp_path / "mirror.log")
+    monkeypatch.setenv("MLAAS4HEP_DATA_URL", server.url)
+    monkeypatch.setenv("MLAAS4HEP_DATA_DIR", str(tmp_path / "cache"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,13 +1,18 @@
-"""The synthetic ttH dataset: NanoAOD-like content, signal harder than background, formats agree."""
+"""The datasets: the synthetic ttH sample, and the registry of real files fetched via a mirror."""
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import pytest
 import uproot
+from conftest import HTTPServer, free_port
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.datasets import DataFetchError
 
 EXPECTED = {
     "run",
@@ -77,3 +82,94 @@ def test_bad_arguments_are_refused(tmp_path):
         mn.datasets.make_tth(tmp_path, 10, 10, fmt="CSV")
     with pytest.raises(ValueError, match="at least 1"):
         mn.datasets.make_tth(tmp_path, 0, 10)
+
+
+# --- the registry of real files, fetched through a mirror ---------------------------------
+
+
+def sha256_of(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_registry_lists_real_files_with_sizes_and_hashes():
+    entries = {d.name: d for d in mn.datasets.available()}
+    assert {"cms_hzz", "cms_zmumu", "cms_drell_yan", "cms_nanoaod_ttbar"} <= set(entries)
+    for dataset in entries.values():
+        assert dataset.url.startswith("https://")
+        assert dataset.description
+        if dataset.streamed:
+            assert dataset.xrootd.startswith("root://eospublic.cern.ch//eos/")
+        else:
+            assert len(dataset.sha256) == 64
+            assert dataset.size > 0
+    tautau = entries["opendata_higgs_tautau_ggf"]
+    assert tautau.url == "https://opendata.cern.ch/record/12351/files/GluGluToHToTauTau.root"
+    assert entries["cms_hzz"].size_text == "218 kB"
+
+
+def test_fetch_downloads_once_checks_the_hash_and_reads(data_mirror, shared_data, tmp_path):
+    path = mn.datasets.fetch("cms_hzz", progress=False)
+    assert Path(path).parent == tmp_path / "cache"
+    assert sha256_of(path) == sha256_of(shared_data / "uproot-HZZ.root")
+    assert data_mirror.requests() == ["GET /uproot-HZZ.root"]
+    assert mn.datasets.fetch("cms_hzz", progress=False) == path
+    assert data_mirror.requests() == ["GET /uproot-HZZ.root"]  # the second one: from the cache
+    assert mn.list_trees(path)[0].entries == 2421
+
+
+def test_a_partial_file_in_the_cache_is_downloaded_again(data_mirror, shared_data, tmp_path):
+    whole = (shared_data / "uproot-Zmumu.root").read_bytes()
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "uproot-Zmumu.root").write_bytes(whole[: len(whole) // 2])
+    path = mn.datasets.fetch("cms_zmumu", progress=False)
+    assert Path(path).read_bytes() == whole
+    assert data_mirror.requests() == ["GET /uproot-Zmumu.root"]
+
+
+def test_streamed_files_come_from_the_mirror_too(data_mirror):
+    url = mn.datasets.fetch("opendata_higgs_tautau_ggf")
+    assert url == f"{data_mirror.url}/GluGluToHToTauTau.root"
+    assert data_mirror.requests() == []  # streamed: nothing is downloaded
+
+
+def test_streamed_files_without_a_mirror_are_urls(monkeypatch):
+    monkeypatch.delenv("MLAAS4HEP_DATA_URL", raising=False)
+    dimuon = mn.datasets.fetch("opendata_dimuon_2012")
+    assert (
+        dimuon == "https://opendata.cern.ch/record/12341/files/Run2012BC_DoubleMuParked_Muons.root"
+    )
+    assert mn.datasets.fetch("opendata_higgs_tautau_vbf", protocol="root") == (
+        "root://eospublic.cern.ch//eos/root-eos/HiggsTauTauReduced/VBF_HToTauTau.root"
+    )
+    with pytest.raises(ValueError, match="no root:// location"):
+        mn.datasets.fetch("cms_hzz", protocol="root")
+
+
+def test_a_tampered_file_is_refused_and_not_kept(tmp_path):
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    (folder / "uproot-HZZ.root").write_bytes(b"root" + bytes(1000))
+    server = HTTPServer(folder, tmp_path / "mirror.log")
+    cache = tmp_path / "cache"
+    try:
+        with pytest.raises(DataFetchError, match=r"cms_hzz.*does not match its registered sha256"):
+            mn.datasets.fetch("cms_hzz", base_url=server.url, cache_dir=cache, retries=0)
+    finally:
+        server.stop()
+    assert list(cache.iterdir()) == []  # neither the file nor a temporary one
+
+
+def test_offline_is_one_clear_error_naming_the_url_and_the_mirror_setting(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(DataFetchError) as caught:
+        mn.datasets.fetch("cms_zmumu", base_url=dead, cache_dir=tmp_path, retries=0)
+    message = str(caught.value)
+    assert f"{dead}/uproot-Zmumu.root (connection refused)" in message
+    assert "MLAAS4HEP_DATA_URL" in message
+    assert "\n" not in message
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_names_list_the_registered_ones():
+    with pytest.raises(KeyError, match="no dataset 'hzz'.*cms_hzz"):
+        mn.datasets.fetch("hzz")
