@@ -55,10 +55,9 @@ class Dataset:
         return {**asdict(self), "streamed": self.streamed}
 
 
-def _testdata(name: str, filename: str, description: str, tree: str, entries: int, size: int,
-              sha256: str) -> Dataset:  # fmt: skip
-    return Dataset(name, filename, description, tree, entries, size, sha256,
-                   f"{SKHEP_TESTDATA}/{filename}")  # fmt: skip
+def _testdata(*fields) -> Dataset:
+    """A scikit-hep-testdata file: name, filename, description, tree, entries, size, sha256."""
+    return Dataset(*fields, url=f"{SKHEP_TESTDATA}/{fields[1]}")
 
 
 REGISTRY: tuple[Dataset, ...] = (
