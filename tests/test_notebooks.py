@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import HTTPServer, free_port
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.slow
@@ -15,6 +16,13 @@ pytestmark = pytest.mark.slow
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+OFFLINE = "No network here, so the real CMS files could not be downloaded"
+# TensorFlow's native log lines (absl or older style) and its Python INFO logger
+NATIVE_LOG = re.compile(
+    r"^(?:[IWEF]\d{4} \d\d:|\d{4}-\d\d-\d\d [\d:.]+: [IWEF] |WARNING: All log messages)"
+    r"|INFO:tensorflow|oneDNN custom operations",
+    flags=re.MULTILINE,
+)
 
 
 class Ran:
@@ -22,11 +30,13 @@ class Ran:
 
     def __init__(self, notebook: nbformat.NotebookNode) -> None:
         self.notebook = notebook
-        texts, self.mimes = [], []
+        texts, self.mimes, self.stderr = [], [], []
         for cell in notebook.cells:
             for output in cell.get("outputs", []):
                 if output.output_type == "stream":
                     texts.append(output.text)
+                    if output.name == "stderr":
+                        self.stderr.append(output.text)
                 data = output.get("data", {})
                 self.mimes.extend(data)
                 if "text/plain" in data:
@@ -49,6 +59,10 @@ class Ran:
             if state["model_name"] == model
         ]
 
+    def widget_mentions(self, text: str) -> bool:
+        """Some widget's state holds ``text`` (a file name in a Browser, say)."""
+        return any(text in json.dumps(state["state"]) for state in self.widgets.values())
+
     def live_plot_drawn(self) -> bool:
         """An Output widget (the LivePlot's) holds a PNG."""
         outputs = [o for o in self.widget_values("OutputModel", "outputs") if o]
@@ -64,6 +78,7 @@ class Ran:
 
 
 def execute(name: str) -> Ran:
+    """Run the notebook in a real kernel; its outputs never hold TensorFlow's log lines."""
     path = NOTEBOOKS / f"{name}.ipynb"
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -74,7 +89,32 @@ def execute(name: str) -> Ran:
         store_widget_state=True,
     )
     client.execute()
-    return Ran(notebook)
+    ran = Ran(notebook)
+    logs = NATIVE_LOG.findall(ran.text)  # stdout and stderr streams, and displayed text
+    assert not logs, f"TensorFlow log lines in {name}: {logs}"
+    return ran
+
+
+@pytest.fixture
+def real_data(request, tmp_path, monkeypatch) -> bool:
+    """True: the real files are served as the datasets mirror; False: the network is down.
+
+    The kernel inherits ``MLAAS4HEP_DATA_URL``: a local mirror of the real files
+    where this checkout has them, else a closed port (no download from the internet).
+    """
+    monkeypatch.setenv("MLAAS4HEP_DATA_DIR", str(tmp_path / "data-cache"))
+    try:
+        shared = request.getfixturevalue("shared_data")
+    except pytest.skip.Exception:
+        monkeypatch.setenv("MLAAS4HEP_DATA_URL", f"http://127.0.0.1:{free_port()}")
+        yield False
+        return
+    server = HTTPServer(shared, tmp_path / "mirror.log")
+    monkeypatch.setenv("MLAAS4HEP_DATA_URL", server.url)
+    try:
+        yield True
+    finally:
+        server.stop()
 
 
 def test_notebooks_are_committed_without_outputs():
@@ -93,22 +133,42 @@ def test_notebooks_are_committed_without_outputs():
         assert "widgets" not in notebook["metadata"]
 
 
-def test_01_browse_root_files(shared_data_or_none):
+def fell_back(ran: Ran, real: bool) -> bool:
+    """Whether the notebook said, in one sentence, that it goes on with generated data."""
+    assert ran.text.count(OFFLINE) == (0 if real else 1), ran.text[-2000:]
+    return not real
+
+
+def test_01_browse_root_files(real_data):
     ran = execute("01_browse_root_files")
     assert "TreeInfo(name='Events', kind='TTree', entries=6000, files=4)" in ran.text
     assert re.search(r"Jet_pt\s+float\[\]\s+float32\s+jagged\s+yes", ran.text)
     assert ran.count("image/png") >= 1
-    assert ran.count(WIDGET) >= 2
     assert "HTTP: http://127.0.0.1:" in ran.text
     assert "over HTTP: 1 file(s), 1 tree(s)" in ran.text
     assert "specs: 14 features, 6,000 events" in ran.text
     assert "['nJet', 'Jet_pt', 'Jet_btagDeepB', 'MET_pt'] -> 14 features" in ran.text
     assert ran.images() >= 1, "the Browser's preview image is empty"
-    if shared_data_or_none is not None:
+    assert re.search(r"cms_hzz\s+218 kB\s+download", ran.text)
+    assert re.search(r"opendata_higgs_tautau_ggf\s+\?\s+stream", ran.text)
+    if fell_back(ran, real_data):
+        assert not ran.widget_mentions("uproot-Zmumu.root")
+    else:
+        assert ran.widget_mentions("uproot-Zmumu.root"), "no Browser over the real file"
+        assert "TreeInfo(name='events', kind='TTree', entries=2304, files=1)" in ran.text
         assert "not usable: [('Type', 'strings cannot be numeric features')]" in ran.text
 
 
-def test_02_stream_and_train(shared_data_or_none):
+def test_01_offline_goes_on_with_generated_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLAAS4HEP_DATA_DIR", str(tmp_path / "data-cache"))
+    monkeypatch.setenv("MLAAS4HEP_DATA_URL", f"http://127.0.0.1:{free_port()}")
+    ran = execute("01_browse_root_files")
+    assert fell_back(ran, real=False)
+    assert "specs: 14 features, 6,000 events" in ran.text
+    assert not (tmp_path / "data-cache").exists() or not any((tmp_path / "data-cache").iterdir())
+
+
+def test_02_stream_and_train(real_data):
     ran = execute("02_stream_and_train")
     assert "features from 7 branches" in ran.text
     assert ran.number(r"validation AUC = ([0-9.]+)") > 0.75
@@ -116,11 +176,12 @@ def test_02_stream_and_train(shared_data_or_none):
     assert ran.count("image/png") >= 2  # ROC and scores
     assert ran.count(WIDGET) >= 2  # the live plot and the TrainingPanel
     assert ran.live_plot_drawn()
-    if shared_data_or_none is not None:
+    if not fell_back(ran, real_data):
         assert ran.number(r"HZZ vs Zmumu: validation AUC = ([0-9.]+)") > 0.6
+    assert ran.stderr == []
 
 
-def test_03_serve_and_predict(shared_data_or_none):
+def test_03_serve_and_predict(real_data):
     ran = execute("03_serve_and_predict")
     assert ran.number(r"validation AUC = ([0-9.]+)") > 0.75
     assert "serves ['tth']" in ran.text
@@ -130,11 +191,12 @@ def test_03_serve_and_predict(shared_data_or_none):
     assert ran.count(WIDGET) >= 1
     assert "'tth' answered 500 predictions" in ran.text
     assert "after delete: []" in ran.text
-    if shared_data_or_none is not None:
+    if not fell_back(ran, real_data):
         assert "served models: ['hzz', 'tth']" in ran.text
+    assert ran.stderr == []
 
 
-def test_04_tth_workbench(shared_data_or_none):
+def test_04_tth_workbench(real_data):
     ran = execute("04_tth_workbench")
     assert ran.count(WIDGET) >= 1
     assert ran.number(r"validation AUC = ([0-9.]+)") > 0.75
@@ -145,14 +207,18 @@ def test_04_tth_workbench(shared_data_or_none):
     assert tabs[0]["state"]["titles"] == ["1 · Browse", "2 · Train", "3 · Deploy"]
     assert ran.images() >= 3, "ROC, scores and the test prediction plot"
     assert ran.live_plot_drawn()
+    if fell_back(ran, real_data):
+        assert not ran.widget_mentions("uproot-HZZ.root")
+    else:
+        assert ran.widget_mentions("uproot-HZZ.root"), "no Browser over the real files"
+    assert ran.stderr == []
 
 
-@pytest.fixture
-def shared_data_or_none(request):
-    try:
-        return request.getfixturevalue("shared_data")
-    except pytest.skip.Exception:
-        return None
+def test_nothing_a_user_sees_mentions_the_ci_data_folder():
+    seen = [*NOTEBOOKS.glob("*.ipynb"), REPO / "README.md", *(REPO / "mlaas4hep_nb").rglob("*.py")]
+    for path in seen:
+        assert "shared/data" not in path.read_text(), path
+        assert "../shared" not in path.read_text(), path
 
 
 # --- where the notebooks run: Binder and conda ------------------------------------------
@@ -194,7 +260,7 @@ def test_binder_installs_the_package_and_opens_the_workbench():
     assert any(line.startswith("set -e") for line in lines)
     assert "pip install --no-deps" in post_build.read_text()
     readme = (REPO / "README.md").read_text()
+    assert "OWNER" not in readme, "a Binder link with a placeholder does not launch"
     link = re.search(r"https://mybinder\.org/v2/gh/\S+?urlpath=lab/tree/(\S+?\.ipynb)", readme)
-    assert link, "no Binder link in the README"
+    assert link, "no Binder launch instructions in the README"
     assert (REPO / link.group(1)) == NOTEBOOKS / "04_tth_workbench.ipynb"
-    assert "badge_logo.svg" in readme
