@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
 from pathlib import Path
 
 import awkward as ak
@@ -173,3 +175,26 @@ def test_offline_is_one_clear_error_naming_the_url_and_the_mirror_setting(tmp_pa
 def test_unknown_names_list_the_registered_ones():
     with pytest.raises(KeyError, match="no dataset 'hzz'.*cms_hzz"):
         mn.datasets.fetch("hzz")
+
+
+def test_a_download_cut_short_is_refused_and_not_kept(tmp_path):
+    """A server that announces the whole file but closes the connection halfway."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve_half():
+            for _ in range(2):  # the first attempt and one retry
+                connection, _ = listener.accept()
+                with connection:
+                    connection.recv(65536)
+                    head = b"HTTP/1.1 200 OK\r\nContent-Length: 217945\r\n\r\n"
+                    connection.sendall(head + b"root" + bytes(100_000))
+
+        thread = threading.Thread(target=serve_half, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(DataFetchError, match=r"cms_hzz from http://127.*connection broke"):
+            mn.datasets.fetch("cms_hzz", base_url=url, cache_dir=tmp_path, retries=1)
+        thread.join(10)
+    assert list(tmp_path.iterdir()) == []

@@ -137,6 +137,8 @@ def _reason(err) -> str:
         return f"HTTP {err.response.status_code} {err.response.reason}"
     if isinstance(err, requests.Timeout):
         return f"no answer within {_TIMEOUT} s"
+    if isinstance(err, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke before the whole file arrived"
     if "resolve" in text or "Name or service not known" in text:
         return "host not found"
     if "refused" in text:
