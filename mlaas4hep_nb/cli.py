@@ -150,37 +150,28 @@ def _demo_serving(trainer, stream, out: Path) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from .mlaas_params import MLaaSParams, ParamsError, load_mlaas_params
-    from .models import ModelError
-    from .stream import DataStream
-    from .train import Trainer
+    from .workflow import check_save_path, cli_errors, report_training, train_from_params
 
-    try:
+    with cli_errors():
+        check_save_path(args.save)
         params = load_mlaas_params(args.params) if args.params else MLaaSParams()
         given = {k: v for k, v in vars(args).items() if v is not None}
-        stream_args = {**params.stream, **{k: given[k] for k in _STREAM_FLAGS if k in given}}
         if args.label:
-            sources, stream_args["label"] = args.files, args.label
+            sources = args.files
         elif args.signal and args.background:
             sources = {1: args.signal, 0: args.background}
         else:
             msg = "give --signal and --background files, or --files with --label BRANCH"
             raise ParamsError(msg)
-        stream = DataStream(sources, **stream_args)
-        print(stream)
-        epochs = given.get("epochs", params.trainer.get("epochs", 5))
-        trainer = Trainer(
-            stream, model=args.model, epochs=epochs, max_events=params.trainer.get("max_events")
+        trainer = train_from_params(
+            sources,
+            params,
+            label=args.label,
+            overrides={k: given[k] for k in _STREAM_FLAGS if k in given},
+            epochs=given.get("epochs"),
+            model=args.model,
         )
-        trainer.fit(live_plot=True, progress=stream_args.get("progress", True))
-    except (ParamsError, ModelError, FileNotFoundError) as err:
-        print(f"mlaas4hep-nb: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    result = trainer.evaluate()
-    print(f"validation AUC {result['auc']:.4f}, accuracy {result['accuracy']:.4f}")
-    if args.save:
-        print(f"saved {trainer.save(args.save)}")
-    print(f"wrote the TFaaS bundle {trainer.export(args.out, name=args.name)}")
-    stream.close()
+        report_training(trainer, save=args.save, out=args.out, name=args.name)
 
 
 _STREAM_FLAGS = ("tree", "branches", "cut", "max_len", "chunk_size", "batch_size")
@@ -283,6 +274,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--save", help="also write the Keras model here (.keras)")
     p.set_defaults(run=_cmd_train)
+
+    from .workflow import add_workflow_parser
+
+    add_workflow_parser(sub)  # MLaaS4HEP's recipe: --files=files.txt --labels=labels.txt ...
 
     p = sub.add_parser("serve", help="serve TFaaS bundles over HTTP (TFaaS-compatible)")
     p.add_argument("--host", default="127.0.0.1")

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .selection import DEFAULT_EXCLUDE
-
 __all__ = ["KNOWN_KEYS", "MLaaSParams", "ParamsError", "load_mlaas_params"]
 
 # key -> (where it goes, argument name); None: accepted for compatibility, not used
@@ -104,8 +102,8 @@ def load_mlaas_params(source: str | os.PathLike | Mapping[str, Any]) -> MLaaSPar
     Raises
     ------
     ParamsError
-        A key MLaaS4HEP does not define (the message lists the known keys), or a
-        value of the wrong type.
+        No such file, not JSON, a key MLaaS4HEP does not define (the message lists
+        the known keys), or a value of the wrong type.
     """
     where = "params" if isinstance(source, Mapping) else str(source)
     if isinstance(source, Mapping):
@@ -113,7 +111,10 @@ def load_mlaas_params(source: str | os.PathLike | Mapping[str, Any]) -> MLaaSPar
     else:
         try:
             params = json.loads(Path(source).read_text())
-        except json.JSONDecodeError as err:
+        except FileNotFoundError:
+            msg = f"params file {source} not found"
+            raise ParamsError(msg) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             msg = f"{source} is not valid JSON: {err}"
             raise ParamsError(msg) from err
         if not isinstance(params, dict):
@@ -142,6 +143,8 @@ def load_mlaas_params(source: str | os.PathLike | Mapping[str, Any]) -> MLaaSPar
             value = [*kwargs.get("exclude", ()), *value]
         kwargs[name] = value
     if "exclude" in result.stream:
+        from .selection import DEFAULT_EXCLUDE  # imports uproot: not when the CLI starts
+
         # identifiers and excluded branches add to the default exclusions (run, event, ...)
         result.stream["exclude"] = list(
             dict.fromkeys([*DEFAULT_EXCLUDE, *result.stream["exclude"]])
