@@ -30,6 +30,7 @@ __all__ = [
     "cluster_starts",
     "columns",
     "kind_of",
+    "one_line",
     "open_file",
     "open_tree",
     "read_columns",
@@ -107,15 +108,25 @@ def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirecto
         _check_local(local)
         options["handler"] = uproot.source.file.MemmapSource
     try:
-        directory = uproot.open(local, **options)
-        size, expected = directory.file.source.num_bytes, directory.file.fEND
+        file = uproot.ReadOnlyFile(local, **options)
+        size, expected = file.source.num_bytes, file.fEND
     except Exception as err:
-        msg = f"cannot open {path} as a ROOT file: {type(err).__name__}: {err}"
+        msg = f"cannot open {path} as a ROOT file: {one_line(err)}"
         raise SourceError(msg) from err
+    # before the directory is read: ROOT writes it at the end of the file
     if size is not None and size < expected:
         msg = f"{path} is truncated: its header says {expected} bytes, it holds {size}"
         raise SourceError(msg)
-    return directory
+    try:
+        return file.root_directory
+    except Exception as err:
+        msg = f"cannot read the directory of {path} (damaged?): {one_line(err)}"
+        raise SourceError(msg) from err
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: message`` on one line (uproot's messages span several)."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def _cached_copy(url: str, cache_dir: str) -> str:
@@ -136,7 +147,7 @@ def _cached_copy(url: str, cache_dir: str) -> str:
         partial.replace(local)
     except Exception as err:
         partial.unlink(missing_ok=True)
-        msg = f"cannot copy {url} into the cache {cache_dir}: {type(err).__name__}: {err}"
+        msg = f"cannot copy {url} into the cache {cache_dir}: {one_line(err)}"
         raise SourceError(msg) from err
     return str(local)
 
@@ -149,7 +160,7 @@ def _check_local(path: str) -> None:
         msg = f"ROOT file not found: {path}"
         raise SourceError(msg) from None
     except OSError as err:
-        msg = f"cannot read {path}: {err}"
+        msg = f"cannot read {path}: {one_line(err)}"
         raise SourceError(msg) from err
     if magic != b"root":
         msg = f"{path} is not a ROOT file (it starts with {magic!r}, not b'root')"
@@ -168,7 +179,7 @@ def open_tree(path: str, tree: str, cache_dir: str | None = None):
     try:
         found = tree_names(directory)
     except Exception as err:
-        msg = f"cannot read the directory of {path} (truncated or damaged?): {err}"
+        msg = f"cannot read the directory of {path} (truncated or damaged?): {one_line(err)}"
         raise SourceError(msg) from err
     if tree not in found:
         msg = f"no tree {tree!r} in {path}; it holds {sorted(found) or 'no trees'}"
@@ -176,7 +187,7 @@ def open_tree(path: str, tree: str, cache_dir: str | None = None):
     try:
         return directory[tree]
     except Exception as err:
-        msg = f"cannot read tree {tree!r} in {path} (truncated or damaged?): {err}"
+        msg = f"cannot read tree {tree!r} in {path} (truncated or damaged?): {one_line(err)}"
         raise SourceError(msg) from err
 
 
@@ -269,7 +280,7 @@ def read_columns(tree, names: list[str], start: int, stop: int) -> dict[str, ak.
         where = f"{tree.file.file_path}:{tree.object_path.lstrip('/').split(';')[0]}"
         msg = (
             f"cannot read entries {start}-{stop} of {where} (truncated, damaged or "
-            f"unreachable?): {type(err).__name__}: {err}"
+            f"unreachable?): {one_line(err)}"
         )
         raise SourceError(msg) from err
 

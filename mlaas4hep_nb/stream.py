@@ -18,6 +18,7 @@ from .parallel import map_ordered
 from .paths import PathLike, expand
 from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
 from .reader import Part, UnitReader
+from .rootio import one_line
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 from .specs import FeatureSpec, compute_specs
 
@@ -390,7 +391,7 @@ class DataStream:
                 raise
             msg = (
                 f"Dask could not read entries {unit.start}-{unit.stop} of {unit.file}: "
-                f"{type(err).__name__}: {err}"
+                f"{one_line(err)}"
             )
             raise RuntimeError(msg) from err
 

@@ -1,0 +1,128 @@
+"""Defects first seen on real CMS open-data files, each reproduced on a file written here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+from conftest import (
+    HTTP_SERVER,
+    free_port,
+    start_xrootd,
+    stop,
+    wait_for_port,
+    world_readable_copy,
+)
+
+import mlaas4hep_nb as mn
+from mlaas4hep_nb.errors import SourceError
+
+
+def write_tree(path: Path, branches: dict, tree: str = "Events", **options) -> str:
+    """A TTree of ``branches`` (numpy arrays, 2-D for fixed-size arrays, or awkward);
+    ``options`` go to ``mktree`` (``counter_name``)."""
+    types = {
+        name: values.type.content
+        if isinstance(values, ak.Array)
+        else np.dtype((values.dtype, values.shape[1:]))
+        if values.ndim > 1
+        else values.dtype
+        for name, values in branches.items()
+    }
+    with uproot.recreate(path) as file:
+        file.mktree(tree, types, **options).extend(branches)
+    return str(path)
+
+
+def write_rntuple(path: Path, fields: dict, tree: str = "Events") -> str:
+    with uproot.recreate(path) as file:
+        file[tree] = fields
+    return str(path)
+
+
+def stream_all(sources, **kw) -> tuple[mn.DataStream, np.ndarray, np.ndarray, np.ndarray]:
+    """Every event, in file order, as one (X, mask, y)."""
+    stream = mn.DataStream(sources, shuffle=False, progress=False, **kw)
+    parts = list(stream.chunks())
+    x, mask, y = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return stream, x, mask, y
+
+
+# --- 10. truncated files: one line that says so ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def directory_at_the_end(tmp_path_factory) -> bytes:
+    """A file whose directory lies near its end, as ROOT writes them (uproot moves it there
+    once it outgrows its first place): cut in half, uproot cannot open it."""
+    folder = tmp_path_factory.mktemp("whole")
+    path = folder / "whole.root"
+    with uproot.recreate(path) as file:
+        file.mktree("Events", {"x": np.float32, "j": "var * float32"}).extend(
+            {"x": np.arange(5000, dtype=np.float32), "j": ak.Array([[1.0, 2.0]] * 5000)}
+        )
+        for i in range(200):
+            file[f"h{i}"] = np.histogram(np.arange(10.0), bins=5)
+    whole = path.read_bytes()
+    (folder / "half.root").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(OSError, match="expected Chunk"):
+        uproot.open(folder / "half.root")
+    return whole
+
+
+TRUNCATED_CALLS = {
+    "list_trees": lambda path: mn.list_trees(path),
+    "branches": lambda path: mn.branches(path),
+    "preview": lambda path: mn.preview(path, "Events", "x"),
+    "compute_specs": lambda path: mn.compute_specs(path, cache=False, progress=False),
+    "DataStream": lambda path: mn.DataStream({0: [path]}, progress=False),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+@pytest.mark.parametrize("call", list(TRUNCATED_CALLS))
+def test_a_truncated_file_is_named_in_one_line(directory_at_the_end, tmp_path, fraction, call):
+    path = tmp_path / f"cut_{int(fraction * 100)}.root"
+    path.write_bytes(directory_at_the_end[: int(len(directory_at_the_end) * fraction)])
+    with pytest.raises(SourceError) as caught:
+        TRUNCATED_CALLS[call](str(path))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path} is truncated: its header says")
+
+
+@pytest.fixture(scope="module", params=["xrootd", "http"])
+def remote_truncated(request, directory_at_the_end, tmp_path_factory) -> str:
+    """The URL of the file cut in half, served by a real XRootD or HTTP server."""
+    cut = tmp_path_factory.mktemp("cut") / "cut_50.root"
+    cut.write_bytes(directory_at_the_end[: len(directory_at_the_end) // 2])
+    folder = world_readable_copy([cut], "mlaas4hep-truncated-")
+    if request.param == "xrootd":
+        process, base = start_xrootd(folder)
+    else:
+        port = free_port()
+        process = subprocess.Popen([sys.executable, "-c", HTTP_SERVER, str(folder), str(port)])
+        wait_for_port(port, process, "HTTP server")
+        base = f"http://127.0.0.1:{port}"
+    try:
+        yield f"{base}/cut_50.root"
+    finally:
+        stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.timeout(120)
+def test_a_truncated_remote_file_is_named_in_one_line(remote_truncated):
+    for call in ("list_trees", "compute_specs"):
+        with pytest.raises(SourceError) as caught:
+            TRUNCATED_CALLS[call](remote_truncated)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert message.startswith(f"{remote_truncated} is truncated: its header says")
