@@ -100,7 +100,23 @@ def _axis(values: np.ndarray, dtype: str, bins: int, name: str) -> hist.axis.Axi
         return hist.axis.Integer(int(low), int(high) + 1, name=name, label=name)
     if high <= low:
         high = low + 1.0
-    return hist.axis.Regular(bins, low, np.nextafter(high, np.inf), name=name, label=name)
+    return _regular_including(bins, low, high, name)
+
+
+def _regular_including(bins: int, low: float, high: float, name: str) -> hist.axis.Regular:
+    """A regular axis from ``low`` whose last bin holds ``high``, its upper edge barely above.
+
+    An edge one ulp above ``high`` is not enough: the axis computes a bin
+    from ``(x - low) / (edge - low)``, which rounds to 1 (the overflow) for
+    ``x = high`` when the width is large next to that ulp. The edge is raised
+    in doubling steps until the axis itself puts ``high`` in range.
+    """
+    step = max(np.spacing(abs(high)), np.spacing(high - low))
+    while True:
+        axis = hist.axis.Regular(bins, low, high + step, name=name, label=name)
+        if axis.index(high) < bins:
+            return axis
+        step *= 2
 
 
 def preview(

@@ -54,6 +54,44 @@ def stream_all(sources, **kw) -> tuple[mn.DataStream, np.ndarray, np.ndarray, np
     return stream, x, mask, y
 
 
+# --- 1. preview: the maximum lands in the last bin, never in the overflow -------------------
+
+
+def many_maxima(values: np.ndarray) -> np.ndarray:
+    """The values with their maximum hit by several entries (as counters and flags are)."""
+    values = values.copy()
+    values[:: max(1, len(values) // 5)] = values.max()
+    return values
+
+
+PREVIEWED = {
+    "f32": many_maxima(np.random.default_rng(1).normal(37.3, 19.1, 3825).astype(np.float32)),
+    "f64": many_maxima(np.random.default_rng(2).exponential(80.0, 3825)),
+    "i32": many_maxima(np.random.default_rng(3).integers(0, 600_000_000, 3825, dtype=np.int32)),
+    "u32": many_maxima(np.random.default_rng(4).integers(0, 4_000_000_000, 3825, dtype=np.uint32)),
+    "small": np.random.default_rng(5).integers(0, 7, 3825).astype(np.int32),
+    "flag": np.random.default_rng(6).random(3825) < 0.3,
+    "negative": many_maxima(-np.random.default_rng(7).uniform(1e3, 1e4, 3825)),
+}
+
+
+@pytest.fixture(scope="module")
+def previewed(tmp_path_factory) -> str:
+    counts = np.tile([0, 1, 2], 1275)
+    branches = {**PREVIEWED, "jagged": ak.unflatten(PREVIEWED["f32"], counts)}
+    return write_tree(tmp_path_factory.mktemp("preview") / "preview.root", branches)
+
+
+@pytest.mark.parametrize("branch", [*PREVIEWED, "jagged"])
+def test_preview_puts_every_value_in_range(previewed, branch):
+    values = PREVIEWED.get(branch, PREVIEWED["f32"])
+    for bins in (7, 50, 100):
+        histogram = mn.preview(previewed, "Events", branch, bins=bins)
+        assert histogram.sum() == values.size
+        assert histogram.sum(flow=True) == values.size
+        assert histogram.axes[0].edges[0] == float(values.min())
+
+
 # --- 10. truncated files: one line that says so ---------------------------------------------
 
 
