@@ -53,14 +53,22 @@ def scaling(branch: BranchSpec, normalize: str | None) -> tuple[float, float]:
     """Offset and width so that ``(x - offset) / width`` is normalised; width 0: constant.
 
     A constant (or never seen) branch carries no information: it maps to 0.
+    For ``minmax`` the offset is the minimum rounded to float32 and the width
+    the float32 difference of the rounded maximum and minimum: values are
+    rounded to float32 the same way before the same float32 subtraction, so
+    the maximum maps to exactly 1 and nothing lands outside [0, 1] (with the
+    float64 width, a float64 or large integer maximum gave 1.0000001).
     """
     if normalize == "minmax":
-        offset, width = branch.min, None if branch.min is None else branch.max - branch.min
+        if branch.min is None or branch.max is None:
+            return 0.0, 0.0
+        low = np.float32(branch.min)
+        offset, width = float(low), float(np.float32(branch.max) - low)
     elif normalize == "standard":
         offset, width = branch.mean, branch.std
     else:
         return 0.0, 1.0
-    if offset is None or width is None or width <= 0:
+    if offset is None or width is None or not width > 0:
         return 0.0, 0.0
     return offset, width
 
@@ -133,7 +141,7 @@ class Converter:
                 values = flat_values(columns[branch.name]).astype(np.float32)
                 target = None
             if self.normalize is not None:
-                # subtract then divide in float32: monotonic, so minmax stays within [0, 1]
+                # subtract then divide in float32, as scaling() rounds: minmax stays in [0, 1]
                 values -= np.float32(offset)
                 if width:
                     values /= np.float32(width)

@@ -92,6 +92,39 @@ def test_preview_puts_every_value_in_range(previewed, branch):
         assert histogram.axes[0].edges[0] == float(values.min())
 
 
+# --- 2. minmax stays within [0, 1] for float64 and large integers ---------------------------
+
+
+def with_range(values: np.ndarray, low, high) -> np.ndarray:
+    """The values with ``low`` and ``high`` planted as their minimum and maximum."""
+    values = values.copy()
+    values[:2] = low, high
+    return values
+
+
+def test_minmax_stays_within_0_and_1_and_the_maximum_is_1(tmp_path):
+    rng = np.random.default_rng(11)
+    n = 5000
+    # ranges where the float64 width rounded to float32 gave 1.0000001 for the maximum
+    f64 = with_range(rng.uniform(-1.2, 2.2, n), -1.2459109472530652, 2.2677326452965483)
+    bitmap = rng.integers(537_952_334, 627_421_679, n, dtype=np.int32)
+    branches = {
+        "f64": f64,
+        "bitmap": with_range(bitmap, 537_952_334, 627_421_679),
+        "f64_wide": rng.uniform(-1e6, 3e7, n),
+        "u32": rng.integers(0, 4_200_000_000, n, dtype=np.uint32),
+        "i64": rng.integers(-(2**40), 2**45, n, dtype=np.int64),
+        "f32": rng.normal(50.0, 20.0, n).astype(np.float32),
+    }
+    path = write_tree(tmp_path / "ranges.root", branches)
+    _, x, mask, _ = stream_all({0: [path]}, chunk_size=777)
+    assert mask.all()
+    assert x.min() >= 0.0
+    assert x.max() <= 1.0
+    np.testing.assert_array_equal(x.max(axis=0), np.ones(len(branches), np.float32))
+    np.testing.assert_array_equal(x.min(axis=0), np.zeros(len(branches), np.float32))
+
+
 # --- 10. truncated files: one line that says so ---------------------------------------------
 
 
