@@ -42,7 +42,7 @@ def browse_text(path: str | Sequence[str], tree: str | None = None) -> str:
                 b.name,
                 b.typename,
                 b.dtype or "-",
-                "jagged" if b.jagged else "flat",
+                b.shape,
                 "yes" if b.supported else f"no: {b.reason}",
             )
             for b in branches(path, info.name)

@@ -101,9 +101,10 @@ class _Slots:
 class Converter:
     """Fill ``(X, mask)`` from columns as a `FeatureSpec` lays them out.
 
-    Flat branches take one column, a jagged branch ``pad`` columns; padded
-    slots are 0 in X and False in the mask. NaN and inf are replaced by 0,
-    masked, and counted per branch.
+    Flat branches take one column, a jagged branch ``pad`` columns (padded
+    slots are 0 in X and False in the mask), a fixed-size array branch its
+    ``pad`` first values. NaN and inf are replaced by 0, masked, and counted
+    per branch.
     """
 
     def __init__(self, spec: FeatureSpec, normalize: str | None = "minmax") -> None:
@@ -128,18 +129,19 @@ class Converter:
         for branch, start, (offset, width) in zip(
             self.spec.branches, self._starts, self._scalings, strict=True
         ):
+            if branch.pad == 0:
+                continue
             if branch.jagged:
-                if branch.pad == 0:
-                    continue
                 counts, starts, content = jagged_parts(columns[branch.name])
                 # branches sharing a counter (Jet_pt, Jet_eta, ...) share one slot layout
                 if slots is None or not slots.fits(counts, starts, branch.pad):
                     slots = _Slots(counts, starts, branch.pad, n_columns)
                 values = content[slots.source].astype(np.float32)
-                target = slots.target + start
             else:
+                # flat: [n]; a fixed-size array: [n, size], its first pad values kept
                 values = flat_values(columns[branch.name]).astype(np.float32)
-                target = None
+                if values.ndim == 2:
+                    values = values[:, : branch.pad]
             if self.normalize is not None:
                 # subtract then divide in float32, as scaling() rounds: minmax stays in [0, 1]
                 values -= np.float32(offset)
@@ -151,10 +153,11 @@ class Converter:
             if bad.any():
                 nonfinite[branch.name] = int(bad.sum())
                 values[bad] = 0.0
-            if target is None:
-                x[:, start] = values
-                mask[:, start] = ~bad
-            else:
+            if branch.jagged:
+                target = slots.target + start
                 flat_x[target] = values
                 flat_mask[target] = ~bad
+            else:
+                x[:, start : start + branch.pad] = values.reshape(n, branch.pad)
+                mask[:, start : start + branch.pad] = ~bad.reshape(n, branch.pad)
         return x, mask, nonfinite

@@ -40,6 +40,7 @@ __all__ = [
 #: Seconds before a remote open or read gives up.
 REMOTE_TIMEOUT = int(os.environ.get("MLAAS4HEP_NB_TIMEOUT", "30"))
 
+_OBJECTS = "objects (records, TLorentzVector, ...) cannot be numeric features"
 _TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
 _LIST_FORMS = (ak.forms.ListOffsetForm, ak.forms.ListForm, ak.forms.RegularForm)
 _OPTION_FORMS = (
@@ -57,7 +58,11 @@ def __dir__() -> list[str]:
 
 @dataclass(frozen=True)
 class Column:
-    """One readable column: its name, numeric dtype, list depth and why it is unusable."""
+    """One readable column: its name, numeric dtype, list depth and why it is unusable.
+
+    ``fixed`` is the length of a fixed-size array (``float[3]``, ``std::array``):
+    such a column has depth 1 but is not jagged, every entry has ``fixed`` values.
+    """
 
     name: str
     typename: str
@@ -65,10 +70,11 @@ class Column:
     dtype: str | None
     depth: int
     problem: str | None
+    fixed: int | None = None
 
     @property
     def jagged(self) -> bool:
-        return self.depth >= 1
+        return self.depth >= 1 and self.fixed is None
 
     @property
     def supported(self) -> bool:
@@ -196,30 +202,37 @@ def kind_of(tree) -> str:
     return "RNTuple" if isinstance(tree, HasFields) else "TTree"
 
 
-def classify(form: ak.forms.Form) -> tuple[str | None, int, str | None]:
-    """Numeric dtype, list depth and the problem (None when usable) of an awkward form."""
+def classify(form: ak.forms.Form) -> tuple[str | None, int, str | None, int | None]:
+    """Numeric dtype, list depth, the problem (None when usable) and fixed size of a form.
+
+    The fixed size is the length of a one-level array whose every entry has
+    the same length (a ``RegularForm``, or a numpy inner dimension); None otherwise.
+    """
     depth = 0
+    sizes: list[int | None] = []
     while True:
         if form.parameters.get("__array__") in ("string", "bytestring", "char", "byte"):
-            return None, depth, "strings cannot be numeric features"
+            return None, depth, "strings cannot be numeric features", None
         if isinstance(form, _LIST_FORMS):
             depth += 1
+            sizes.append(form.size if isinstance(form, ak.forms.RegularForm) else None)
             form = form.content
         elif isinstance(form, _OPTION_FORMS):
             form = form.content
         else:
             break
     if isinstance(form, ak.forms.RecordForm):
-        return None, depth, "objects (records, TLorentzVector, ...) cannot be numeric features"
+        return None, depth, _OBJECTS, None
     if not isinstance(form, ak.forms.NumpyForm):
-        return None, depth, f"{type(form).__name__} cannot be a numeric feature"
+        return None, depth, f"{type(form).__name__} cannot be a numeric feature", None
     depth += len(form.inner_shape)
+    sizes.extend(form.inner_shape)
     dtype = form.primitive
     if not (dtype == "bool" or dtype.startswith(("int", "uint", "float"))):
-        return dtype, depth, f"{dtype} cannot be a numeric feature"
+        return dtype, depth, f"{dtype} cannot be a numeric feature", None
     if depth > 1:
-        return dtype, depth, "nested vectors cannot be padded to fixed-size features"
-    return dtype, depth, None
+        return dtype, depth, "nested vectors cannot be padded to fixed-size features", None
+    return dtype, depth, None, sizes[0] if sizes else None
 
 
 @functools.singledispatch
@@ -236,10 +249,10 @@ def _(tree: HasBranches) -> dict[str, Column]:
         if branch.branches:
             continue  # a split object: its leaves are listed on their own
         try:
-            dtype, depth, problem = classify(branch.interpretation.awkward_form(branch.file))
+            shape = classify(branch.interpretation.awkward_form(branch.file))
         except Exception as err:
-            dtype, depth, problem = None, 0, f"uproot cannot interpret it ({err})"
-        found[name] = Column(name, branch.typename, branch.title, dtype, depth, problem)
+            shape = None, 0, f"uproot cannot interpret it ({one_line(err)})", None
+        found[name] = Column(name, branch.typename, branch.title, *shape)
     return found
 
 
@@ -265,10 +278,10 @@ def _(tree: HasFields) -> dict[str, Column]:
             continue  # a record: its leaves are listed on their own
         try:
             form, path = field.to_akform()
-            dtype, depth, problem = classify(_leaf_form(form, path))
+            shape = classify(_leaf_form(form, path))
         except Exception as err:
-            dtype, depth, problem = None, 0, f"uproot cannot interpret it ({err})"
-        found[name] = Column(name, field.typename, field.description or "", dtype, depth, problem)
+            shape = None, 0, f"uproot cannot interpret it ({one_line(err)})", None
+        found[name] = Column(name, field.typename, field.description or "", *shape)
     return found
 
 

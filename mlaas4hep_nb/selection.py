@@ -36,8 +36,8 @@ def _alias_column(handle, name: str, expression: str, where: str) -> Column:
     sample = read_with_aliases(
         handle, [name], 0, min(64, handle.num_entries), {name: expression}, where
     )[name]
-    dtype, depth, problem = classify(sample.layout.form)
-    return Column(name, f"= {expression}", f"alias of {dtype}", dtype, depth, problem)
+    shape = classify(sample.layout.form)
+    return Column(name, f"= {expression}", f"alias of {shape[0]}", *shape)
 
 
 def _meta(path: str, tree: str, aliases: Mapping[str, str]) -> FileMeta:

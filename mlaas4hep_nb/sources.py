@@ -35,7 +35,11 @@ class TreeInfo:
 
 @dataclass(frozen=True)
 class BranchInfo:
-    """A branch (TTree) or leaf field (RNTuple) and whether it can become numeric features."""
+    """A branch (TTree) or leaf field (RNTuple) and whether it can become numeric features.
+
+    ``fixed`` is the length of a fixed-size array branch (``float[3]``), which is
+    not jagged: it gives ``fixed`` features, all real values.
+    """
 
     name: str
     dtype: str | None
@@ -44,6 +48,14 @@ class BranchInfo:
     typename: str
     supported: bool
     reason: str | None = None
+    fixed: int | None = None
+
+    @property
+    def shape(self) -> str:
+        """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
+        if self.fixed is not None:
+            return f"fixed[{self.fixed}]"
+        return "jagged" if self.jagged else "flat"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +101,7 @@ def branches(path: PathLike, tree: str = "Events") -> list[BranchInfo]:
             typename=col.typename,
             supported=col.supported,
             reason=col.problem,
+            fixed=col.fixed,
         )
         for col in columns(open_tree(first, tree)).values()
     ]

@@ -26,6 +26,8 @@ from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 __all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "compute_specs"]
 
 SPEC_VERSION = 1
+#: Part of the cache key: raised when the same files and selection give another spec.
+_SPEC_RULES = 2
 _SPEC_CHUNK = 100_000
 
 
@@ -35,7 +37,11 @@ def __dir__() -> list[str]:
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """One branch: flat or jagged, its pad length and the statistics of its finite values."""
+    """One branch: flat or jagged, its pad length and the statistics of its finite values.
+
+    A fixed-size array branch (``float[3]``) is not jagged: ``fixed`` is its
+    length and ``pad`` the number of its values kept (all of them, or ``max_len``).
+    """
 
     name: str
     dtype: str
@@ -48,10 +54,18 @@ class BranchSpec:
     max: float | None
     mean: float | None
     std: float | None
+    fixed: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
+        if self.fixed is not None:
+            return f"fixed[{self.fixed}]"
+        return "jagged" if self.jagged else "flat"
 
     @property
     def features(self) -> list[str]:
-        if not self.jagged:
+        if not self.jagged and self.fixed is None:
             return [self.name]
         return [f"{self.name}_{i}" for i in range(self.pad)]
 
@@ -197,6 +211,9 @@ def _merge(a: dict, b: dict) -> dict:
 def _column_partial(column: Column, array: ak.Array, cap: int | None) -> dict:
     if column.depth == 0:
         return _moments(np.asarray(flat_values(array), dtype=np.float64), 1)
+    if column.fixed is not None:
+        values = flat_values(array).reshape(len(array), -1)[:, :cap]
+        return _moments(np.asarray(values, dtype=np.float64).ravel(), column.fixed)
     counts, starts, content = jagged_parts(array)
     longest = int(counts.max()) if counts.size else 0
     if cap is not None and longest > cap:
@@ -239,8 +256,8 @@ def file_partial(
 
 
 def _branch_spec(column: Column, stats: dict, cap: int | None) -> BranchSpec:
-    longest = stats["max_multiplicity"] if column.jagged else 1
-    pad = min(longest, cap) if (column.jagged and cap is not None) else longest
+    longest = stats["max_multiplicity"] if column.depth else 1
+    pad = min(longest, cap) if (column.depth and cap is not None) else longest
     std = math.sqrt(stats["m2"] / stats["count"]) if stats["count"] else None
     return BranchSpec(
         name=column.name,
@@ -254,6 +271,7 @@ def _branch_spec(column: Column, stats: dict, cap: int | None) -> BranchSpec:
         max=stats["max"],
         mean=stats["mean"] if stats["count"] else None,
         std=std,
+        fixed=column.fixed,
     )
 
 
@@ -270,7 +288,9 @@ def _caps(selected: Sequence[Column], max_len: int | Mapping[str, int] | None) -
 def _fingerprint(files: Sequence[str], **selection) -> str:
     identities = list(map_ordered(file_identity, files))
     blob = json.dumps(
-        {"version": SPEC_VERSION, "files": identities, **selection}, sort_keys=True, default=str
+        {"version": SPEC_VERSION, "rules": _SPEC_RULES, "files": identities, **selection},
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 

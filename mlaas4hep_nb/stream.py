@@ -242,9 +242,11 @@ class DataStream:
         names = [branch.name for branch in specs.branches]
         selected, _ = select(metas, self.tree, names, ())
         for column, branch in zip(selected, specs.branches, strict=True):
-            if column.jagged != branch.jagged:
-                kind = "jagged" if branch.jagged else "flat"
-                msg = f"branch {column.name!r} is {kind} in the spec but not in {metas[0].path}"
+            if (column.jagged, column.fixed) != (branch.jagged, branch.fixed):
+                msg = (
+                    f"branch {column.name!r} is {branch.kind} in the spec but not in "
+                    f"{metas[0].path} ({column.typename})"
+                )
                 raise SchemaError(msg)
         return specs
 

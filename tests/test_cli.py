@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import uproot
+
 from mlaas4hep_nb.cli import main
 
 
@@ -73,3 +76,17 @@ def test_console_script_is_installed():
     )
     for command in ("make-data", "browse", "specs", "demo"):
         assert command in out.stdout
+
+
+def write_events(path, branches: dict, **options) -> str:
+    with uproot.recreate(path) as file:
+        types = {name: np.dtype((v.dtype, v.shape[1:])) for name, v in branches.items()}
+        file.mktree("Events", types, **options).extend(branches)
+    return str(path)
+
+
+def test_browse_shows_fixed_size_arrays(tmp_path, capsys):
+    path = write_events(tmp_path / "fixed.root", {"a": np.zeros((4, 10), np.int32)})
+    assert main(["browse", "--tree", "Events", path]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("a "))
+    assert row.split()[1:4] == ["int32_t[10]", "int32", "fixed[10]"]

@@ -125,6 +125,46 @@ def test_minmax_stays_within_0_and_1_and_the_maximum_is_1(tmp_path):
     np.testing.assert_array_equal(x.min(axis=0), np.zeros(len(branches), np.float32))
 
 
+# --- 9. fixed-size arrays are fixed, not jagged -----------------------------------------------
+
+
+FIXED_A = np.arange(60, dtype=np.int32).reshape(6, 10) - 7
+FIXED_B = np.random.default_rng(9).normal(size=(6, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=["TTree", "RNTuple"])
+def fixed_file(request, tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("fixed")
+    branches = {"a": FIXED_A, "b": FIXED_B, "x": np.arange(6.0)}
+    if request.param == "TTree":
+        return write_tree(folder / "fixed.root", branches)
+    return write_rntuple(folder / "fixed.root", branches)
+
+
+def test_fixed_size_arrays_are_labelled_fixed(fixed_file):
+    infos = {b.name: b for b in mn.branches(fixed_file)}
+    assert (infos["a"].jagged, infos["a"].fixed, infos["a"].shape) == (False, 10, "fixed[10]")
+    assert (infos["b"].fixed, infos["b"].shape) == (3, "fixed[3]")
+    assert (infos["x"].fixed, infos["x"].shape) == (None, "flat")
+    assert infos["a"].supported
+
+
+def test_fixed_size_arrays_give_all_their_values_as_real_features(fixed_file):
+    stream, x, mask, _ = stream_all({0: [fixed_file]}, normalize=None)
+    names = [f"a_{i}" for i in range(10)] + ["b_0", "b_1", "b_2", "x"]
+    assert stream.features == names
+    assert stream.spec.branch("a").kind == "fixed[10]"
+    assert not stream.spec.branch("a").jagged
+    assert mask.all()
+    np.testing.assert_array_equal(x[:, :10], FIXED_A.astype(np.float32))
+    np.testing.assert_array_equal(x[:, 10:13], FIXED_B)
+    again = mn.FeatureSpec.from_dict(stream.spec.to_dict())
+    assert again == stream.spec
+    capped = mn.compute_specs(fixed_file, max_len=2, cache=False, progress=False)
+    assert capped.features == ["a_0", "a_1", "b_0", "b_1", "x"]
+    assert capped.branch("a").max == float(FIXED_A[:, :2].max())
+
+
 # --- 10. truncated files: one line that says so ---------------------------------------------
 
 
