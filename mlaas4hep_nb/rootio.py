@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -282,7 +283,27 @@ def _(tree: HasFields) -> dict[str, Column]:
         except Exception as err:
             shape = None, 0, f"uproot cannot interpret it ({one_line(err)})", None
         found[name] = Column(name, field.typename, field.description or "", *shape)
-    return found
+    return _without_importer_twins(found)
+
+
+_IMPORTER_COLLECTION = re.compile(r"_collection\d+\.(?P<leaf>[^.]+)")
+
+
+def _without_importer_twins(found: dict[str, Column]) -> dict[str, Column]:
+    """Drop ``_collectionN.Jet_pt`` where a top-level ``Jet_pt`` holds the same values.
+
+    ROOT's RNTupleImporter writes each TTree collection twice: as a field
+    ``_collectionN`` of records, and as projected top-level fields named like
+    the TTree's branches (``Jet_pt``, and ``nJet`` for its size). Only the
+    latter are kept, so a TTree and its imported RNTuple have the same columns.
+    """
+
+    def twin(column: Column) -> bool:
+        match = _IMPORTER_COLLECTION.fullmatch(column.name)
+        other = found.get(match["leaf"]) if match else None
+        return other is not None and (other.dtype, other.depth) == (column.dtype, column.depth)
+
+    return {name: column for name, column in found.items() if not twin(column)}
 
 
 def read_columns(tree, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:

@@ -21,7 +21,7 @@ from conftest import (
 )
 
 import mlaas4hep_nb as mn
-from mlaas4hep_nb.errors import SourceError
+from mlaas4hep_nb.errors import SchemaError, SourceError
 
 
 def write_tree(path: Path, branches: dict, tree: str = "Events", **options) -> str:
@@ -123,6 +123,66 @@ def test_minmax_stays_within_0_and_1_and_the_maximum_is_1(tmp_path):
     assert x.max() <= 1.0
     np.testing.assert_array_equal(x.max(axis=0), np.ones(len(branches), np.float32))
     np.testing.assert_array_equal(x.min(axis=0), np.zeros(len(branches), np.float32))
+
+
+# --- 3. RNTupleImporter's _collectionN twins are hidden ---------------------------------------
+
+
+JETS = ak.values_astype(
+    ak.Array(
+        [
+            [{"Jet_pt": 31.5, "Jet_eta": 0.25}],
+            [],
+            [{"Jet_pt": 22.0, "Jet_eta": -1.5}, {"Jet_pt": 11.0, "Jet_eta": 2.0}],
+            [{"Jet_pt": 45.0, "Jet_eta": 0.5}, {"Jet_pt": 9.5, "Jet_eta": -0.75}],
+        ]
+    ),
+    np.float32,
+)
+MET = np.array([10.5, 20.0, 7.25, 3.0], np.float32)
+
+
+@pytest.fixture(scope="module")
+def importer_pair(tmp_path_factory) -> tuple[str, str]:
+    """A TTree (NanoAOD-like: nJet, Jet_pt, Jet_eta, MET_pt), and an RNTuple shaped as
+    ROOT's RNTupleImporter writes the same data (``nJet`` an int64 cardinality there)."""
+    folder = tmp_path_factory.mktemp("importer")
+    n_jet = ak.num(JETS).to_numpy()
+    jets = ak.zip({"pt": JETS.Jet_pt, "eta": JETS.Jet_eta})
+    ttree = write_tree(folder / "ttree.root", {"Jet": jets, "MET_pt": MET})
+    rntuple = write_rntuple(
+        folder / "imported.root",
+        {
+            "_collection0": JETS,
+            "Jet_pt": JETS.Jet_pt,
+            "Jet_eta": JETS.Jet_eta,
+            "nJet": n_jet.astype(np.int64),
+            "MET_pt": MET,
+        },
+    )
+    return ttree, rntuple
+
+
+def test_importer_twins_are_hidden_from_branches(importer_pair):
+    ttree, rntuple = importer_pair
+    written = uproot.open(rntuple)["Events"].keys()
+    assert "_collection0.Jet_pt" in written
+    names = sorted(b.name for b in mn.branches(rntuple))
+    assert names == sorted(b.name for b in mn.branches(ttree))
+    assert not [name for name in names if name.startswith("_collection")]
+
+
+def test_importer_twins_are_hidden_from_selections(importer_pair):
+    ttree, rntuple = importer_pair
+    options = {"cache": False, "progress": False}
+    ttree_spec = mn.compute_specs(ttree, **options)
+    rntuple_spec = mn.compute_specs(rntuple, **options)
+    assert sorted(rntuple_spec.features) == sorted(ttree_spec.features)
+    assert rntuple_spec.n_features == ttree_spec.n_features == 1 + 2 + 2 + 1
+    wildcard = mn.compute_specs(rntuple, branches=["*Jet_pt*"], **options)
+    assert [b.name for b in wildcard.branches] == ["Jet_pt"]
+    with pytest.raises(SchemaError, match=r"'_collection0.Jet_pt' missing"):
+        mn.compute_specs(rntuple, branches=["_collection0.Jet_pt"], **options)
 
 
 # --- 9. fixed-size arrays are fixed, not jagged -----------------------------------------------
