@@ -129,7 +129,25 @@ def _chosen(
     return picked, skipped
 
 
+def _shape(column: Column) -> str:
+    if column.fixed is not None:
+        return f"a fixed-size array of {column.fixed}"
+    return "jagged" if column.jagged else "flat" if column.depth == 0 else "nested"
+
+
+def _kind(dtype: str | None) -> str:
+    """Values that become the same float32 feature: ``"float"`` or ``"integral"`` (bool too)."""
+    return "float" if dtype is not None and dtype.startswith("float") else "integral"
+
+
 def _check_everywhere(metas: Sequence[FileMeta], names: Sequence[str], tree: str) -> None:
+    """Each name is in every file, usable, and of one shape and kind of number everywhere.
+
+    Integer widths, signedness and bool mix (``nJet`` is ``uint32_t`` in a
+    TTree, an int64 cardinality in an RNTuple), and so do float and double:
+    they all become the same float32 feature. Integers and floats do not mix,
+    nor do flat, jagged and fixed-size arrays.
+    """
     for name in names:
         holders = [meta for meta in metas if name in meta.columns]
         if len(holders) < len(metas):
@@ -145,14 +163,24 @@ def _check_everywhere(metas: Sequence[FileMeta], names: Sequence[str], tree: str
             msg = f"branch {name!r} in {first.path} is unsupported: {column.problem}"
             raise SchemaError(msg)
         for meta in holders[1:]:
-            other = meta.columns[name]
-            computed = column.typename.startswith("= ")  # aliases may differ in precision
-            if other.depth != column.depth or (not computed and other.dtype != column.dtype):
-                msg = (
-                    f"branch {name!r} has type {other.typename} in {meta.path} "
-                    f"but {column.typename} in {first.path}"
-                )
-                raise SchemaError(msg)
+            _check_same(name, column, first.path, meta.columns[name], meta.path)
+
+
+def _check_same(name: str, column: Column, path: str, other: Column, other_path: str) -> None:
+    """Raise SchemaError unless ``other`` (in ``other_path``) fits ``column`` (in ``path``)."""
+    if (other.depth, other.fixed) != (column.depth, column.fixed):
+        msg = (
+            f"branch {name!r} is {_shape(other)} ({other.typename}) in {other_path} "
+            f"but {_shape(column)} ({column.typename}) in {path}"
+        )
+        raise SchemaError(msg)
+    computed = column.typename.startswith("= ")  # aliases may differ in precision
+    if not other.supported or (not computed and _kind(other.dtype) != _kind(column.dtype)):
+        msg = (
+            f"branch {name!r} has type {other.typename} in {other_path} "
+            f"but {column.typename} in {path}"
+        )
+        raise SchemaError(msg)
 
 
 def select(

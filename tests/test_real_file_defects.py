@@ -185,6 +185,45 @@ def test_importer_twins_are_hidden_from_selections(importer_pair):
         mn.compute_specs(rntuple, branches=["_collection0.Jet_pt"], **options)
 
 
+# --- 4. integer widths mix across files; flat vs jagged does not -----------------------------
+
+
+def test_a_ttree_and_an_rntuple_with_other_integer_types_stream_together(importer_pair, tmp_path):
+    _, rntuple = importer_pair
+    n_jet = ak.num(JETS).to_numpy()
+    ttree = write_tree(
+        tmp_path / "nanoaod.root",
+        {"nJet": n_jet.astype(np.uint32), "Jet": ak.zip({"pt": JETS.Jet_pt}), "MET_pt": MET},
+        counter_name=lambda name: f"{name}_size",  # nJet is NanoAOD's uint32_t, not uproot's
+    )
+    assert mn.branches(ttree)[0].dtype == "uint32"
+    branches = ["nJet", "Jet_pt", "MET_pt"]
+    stream, x, mask, y = stream_all({1: [ttree], 0: [rntuple]}, branches=branches, normalize=None)
+    assert stream.spec.branch("nJet").max == 2
+    n_jet = n_jet.astype(np.float32)
+    for label in (0, 1):
+        rows = x[y == label]
+        np.testing.assert_array_equal(rows[:, stream.features.index("nJet")], n_jet)
+        np.testing.assert_array_equal(rows[:, stream.features.index("MET_pt")], MET)
+        padded = ak.fill_none(ak.pad_none(JETS.Jet_pt, 2, clip=True), 0).to_numpy()
+        jets = [stream.features.index("Jet_pt_0"), stream.features.index("Jet_pt_1")]
+        np.testing.assert_array_equal(rows[:, jets], padded)
+        assert mask[y == label].sum() == 4 + int(n_jet.sum()) + 4
+
+
+def test_bool_and_integers_mix_but_flat_jagged_and_float_int_do_not(tmp_path):
+    ints = write_tree(tmp_path / "ints.root", {"n": np.array([0, 1, 2], np.int16)})
+    flags = write_tree(tmp_path / "flags.root", {"n": np.array([True, False, True])})
+    spec = mn.compute_specs([ints, flags], branches=["n"], cache=False, progress=False)
+    assert (spec.branch("n").min, spec.branch("n").max, spec.branch("n").count) == (0, 2, 6)
+    jagged = write_tree(tmp_path / "jagged.root", {"n": ak.Array([[1], [], [2, 3]])})
+    with pytest.raises(SchemaError, match=r"'n' is jagged .*jagged.root but flat .*ints.root"):
+        mn.compute_specs([ints, jagged], branches=["n"], cache=False, progress=False)
+    floats = write_tree(tmp_path / "floats.root", {"n": np.array([0.5, 1.0, 2.0])})
+    with pytest.raises(SchemaError, match=r"'n' has type double in .*floats.root but int16_t"):
+        mn.compute_specs([ints, floats], branches=["n"], cache=False, progress=False)
+
+
 # --- 9. fixed-size arrays are fixed, not jagged -----------------------------------------------
 
 
@@ -223,6 +262,12 @@ def test_fixed_size_arrays_give_all_their_values_as_real_features(fixed_file):
     capped = mn.compute_specs(fixed_file, max_len=2, cache=False, progress=False)
     assert capped.features == ["a_0", "a_1", "b_0", "b_1", "x"]
     assert capped.branch("a").max == float(FIXED_A[:, :2].max())
+
+
+def test_fixed_and_jagged_arrays_of_one_name_do_not_mix(fixed_file, tmp_path):
+    jagged = write_tree(tmp_path / "jagged.root", {"b": ak.Array([[1.0, 2.0, 3.0]] * 6)})
+    with pytest.raises(SchemaError, match=r"'b' is jagged .* but a fixed-size array of 3"):
+        mn.compute_specs([fixed_file, jagged], branches=["b"], cache=False, progress=False)
 
 
 # --- 10. truncated files: one line that says so ---------------------------------------------
