@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import EmptyDataError, SchemaError, SourceError
+from .errors import EmptyDataError, SchemaError, SkippedBranchWarning, SourceError, warn_user
 from .expressions import read_with_aliases
 from .parallel import map_ordered
 from .rootio import Column, classify, cluster_starts, columns, open_tree
@@ -106,15 +106,12 @@ def _chosen(
     """Names picked from the first file, and the unsupported ones left out (with why)."""
     available = list(first.columns)
     excluded = [name for name in available if any(fnmatch.fnmatchcase(name, p) for p in exclude)]
-    skipped: dict[str, str] = {}
     if branches is None:
         picked = [name for name in available if name not in excluded]
-        for name in list(picked):
-            if not first.columns[name].supported:
-                skipped[name] = first.columns[name].problem
-                picked.remove(name)
-        return picked, skipped
-    picked = []
+        skipped = _unsupported(first, picked)
+        return [name for name in picked if name not in skipped], skipped
+    picked: list[str] = []
+    skipped: dict[str, str] = {}
     for pattern in branches:
         if not _is_pattern(pattern):
             matches = [pattern]  # checked in every file by _check_everywhere
@@ -125,8 +122,26 @@ def _chosen(
             if not matches:
                 msg = f"no branch of tree {tree!r} in {first.path} matches {pattern!r}"
                 raise SchemaError(msg)
+            unusable = _unsupported(first, matches)
+            if len(unusable) == len(matches):
+                msg = (
+                    f"{pattern!r} matches only branches of tree {tree!r} in {first.path} "
+                    f"that cannot be features: {_listed(unusable)}"
+                )
+                raise SchemaError(msg)
+            skipped.update(unusable)
+            matches = [name for name in matches if name not in unusable]
         picked.extend(name for name in matches if name not in picked)
     return picked, skipped
+
+
+def _unsupported(meta: FileMeta, names: Sequence[str]) -> dict[str, str]:
+    """The names among ``names`` whose columns cannot be features, with why."""
+    return {n: meta.columns[n].problem for n in names if not meta.columns[n].supported}
+
+
+def _listed(reasons: Mapping[str, str]) -> str:
+    return "; ".join(f"{name} ({why})" for name, why in reasons.items())
 
 
 def _shape(column: Column) -> str:
@@ -194,10 +209,20 @@ def select(
     ``branches`` holds names or glob patterns (order kept); None takes every
     supported column in the tree's order. ``exclude`` patterns drop columns
     from globs and from the default selection; a name given exactly is kept.
+    Unsupported columns (objects, strings, nested vectors) are skipped: the
+    default selection does so silently, a glob with one `SkippedBranchWarning`
+    (a glob that matches only such columns is an error, and so is a name given
+    exactly).
     """
     if isinstance(branches, str):
         branches = [branches]
     names, skipped = _chosen(metas[0], branches, tuple(exclude), tree)
+    if skipped and branches is not None:  # the user's globs asked for them: say so
+        warn_user(
+            f"left out {len(skipped)} branch(es) matched by {list(branches)} that cannot be "
+            f"features: {_listed(skipped)} (listed in spec.skipped)",
+            SkippedBranchWarning,
+        )
     if not names:
         msg = f"the selection leaves no branch of tree {tree!r} in {metas[0].path}"
         raise EmptyDataError(msg)

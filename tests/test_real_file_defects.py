@@ -21,7 +21,7 @@ from conftest import (
 )
 
 import mlaas4hep_nb as mn
-from mlaas4hep_nb.errors import SchemaError, SourceError
+from mlaas4hep_nb.errors import SchemaError, SkippedBranchWarning, SourceError
 
 
 def write_tree(path: Path, branches: dict, tree: str = "Events", **options) -> str:
@@ -222,6 +222,54 @@ def test_bool_and_integers_mix_but_flat_jagged_and_float_int_do_not(tmp_path):
     floats = write_tree(tmp_path / "floats.root", {"n": np.array([0.5, 1.0, 2.0])})
     with pytest.raises(SchemaError, match=r"'n' has type double in .*floats.root but int16_t"):
         mn.compute_specs([ints, floats], branches=["n"], cache=False, progress=False)
+
+
+# --- 5. a glob skips the unsupported branches it matches, and says so once --------------------
+
+
+@pytest.fixture(scope="module")
+def muons(tmp_path_factory) -> list[str]:
+    """Two RNTuples with numeric, string and nested-list muon fields."""
+    folder = tmp_path_factory.mktemp("muons")
+    fields = {
+        "muon_pt": ak.Array([[30.0, 12.5], [], [7.0]]),
+        "muon_name": ak.Array(["mu", "", "mu"]),
+        "muon_hits": ak.Array([[[1.0, 2.0], []], [], [[3.0]]]),
+        "met": np.array([1.0, 2.0, 3.0]),
+    }
+    return [write_rntuple(folder / f"muons_{i}.root", fields) for i in range(2)]
+
+
+def test_a_glob_skips_unsupported_branches_with_one_warning(muons):
+    with pytest.warns(SkippedBranchWarning, match=r"left out 2 branch\(es\) matched by") as caught:
+        spec = mn.compute_specs(muons, branches=["muon_*", "met"], cache=False, progress=False)
+    assert len(caught) == 1
+    assert caught[0].filename == __file__
+    assert "muon_name (strings cannot be numeric features)" in str(caught[0].message)
+    assert "muon_hits (nested vectors" in str(caught[0].message)
+    assert [b.name for b in spec.branches] == ["muon_pt", "met"]
+    assert set(spec.skipped) == {"muon_name", "muon_hits"}
+    assert "strings" in spec.skipped["muon_name"]
+    assert "nested" in spec.skipped["muon_hits"]
+    assert "skipped muon_name" in spec.summary()
+
+
+def test_a_stream_over_a_glob_warns_once_not_per_file_or_chunk(muons):
+    with pytest.warns(SkippedBranchWarning) as caught:
+        stream = mn.DataStream(
+            {0: muons[:1], 1: muons[1:]}, branches=["muon*"], chunk_size=1, progress=False
+        )
+        assert sum(len(y) for _, _, y in stream.chunks()) == 6
+    assert len(caught) == 1
+    assert caught[0].filename == __file__
+    assert stream.features == ["muon_pt_0", "muon_pt_1"]
+
+
+def test_unsupported_branches_named_exactly_or_matched_alone_are_errors(muons):
+    with pytest.raises(SchemaError, match=r"'muon_name' in .*muons_0.root is unsupported: strings"):
+        mn.compute_specs(muons, branches=["muon_name"], cache=False, progress=False)
+    with pytest.raises(SchemaError, match=r"'\*_hits' matches only branches .* cannot be features"):
+        mn.compute_specs(muons, branches=["*_hits"], cache=False, progress=False)
 
 
 # --- 9. fixed-size arrays are fixed, not jagged -----------------------------------------------
