@@ -81,7 +81,7 @@ class _Slots:
     """
 
     def __init__(self, counts: np.ndarray, starts: np.ndarray, pad: int, n_columns: int) -> None:
-        self.counts, self.starts, self.pad = counts, starts, pad
+        self.counts, self.starts, self.pad, self.n_columns = counts, starts, pad, n_columns
         kept = np.minimum(counts, pad)
         first = np.zeros(len(kept), dtype=np.int64)
         np.cumsum(kept[:-1], out=first[1:])
@@ -103,8 +103,9 @@ class Converter:
 
     Flat branches take one column, a jagged branch ``pad`` columns (padded
     slots are 0 in X and False in the mask), a fixed-size array branch its
-    ``pad`` first values. NaN and inf are replaced by 0, masked, and counted
-    per branch.
+    ``pad`` first values. NaN and inf are replaced by 0 and masked; they are
+    counted per branch and per row (``{branch: counts [n]}``, only branches
+    that have some), so a caller can count them in any subset of the rows.
     """
 
     def __init__(self, spec: FeatureSpec, normalize: str | None = "minmax") -> None:
@@ -118,14 +119,14 @@ class Converter:
 
     def __call__(
         self, columns: Mapping[str, ak.Array]
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         n = len(next(iter(columns.values()))) if columns else 0
         n_columns = self.spec.n_features
         x = np.zeros((n, n_columns), dtype=np.float32)
         mask = np.zeros((n, n_columns), dtype=bool)
         flat_x, flat_mask = x.reshape(-1), mask.reshape(-1)
         slots: _Slots | None = None
-        nonfinite: dict[str, int] = {}
+        nonfinite: dict[str, np.ndarray] = {}
         for branch, start, (offset, width) in zip(
             self.spec.branches, self._starts, self._scalings, strict=True
         ):
@@ -151,8 +152,8 @@ class Converter:
                     values *= np.float32(0.0)
             bad = ~np.isfinite(values)
             if bad.any():
-                nonfinite[branch.name] = int(bad.sum())
                 values[bad] = 0.0
+                nonfinite[branch.name] = _per_row(bad, slots if branch.jagged else None, n)
             if branch.jagged:
                 target = slots.target + start
                 flat_x[target] = values
@@ -161,3 +162,10 @@ class Converter:
                 x[:, start : start + branch.pad] = values.reshape(n, branch.pad)
                 mask[:, start : start + branch.pad] = ~bad.reshape(n, branch.pad)
         return x, mask, nonfinite
+
+
+def _per_row(bad: np.ndarray, slots: _Slots | None, n: int) -> np.ndarray:
+    """How many of a branch's values are non-finite in each of the ``n`` rows."""
+    if slots is not None:
+        return np.bincount(slots.target[bad] // slots.n_columns, minlength=n).astype(np.int64)
+    return bad.sum(axis=1, dtype=np.int64) if bad.ndim == 2 else bad.astype(np.int64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import awkward as ak
@@ -22,6 +23,7 @@ from conftest import (
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.errors import SchemaError, SkippedBranchWarning, SourceError
+from mlaas4hep_nb.stream import NonFiniteWarning
 
 
 def write_tree(path: Path, branches: dict, tree: str = "Events", **options) -> str:
@@ -270,6 +272,54 @@ def test_unsupported_branches_named_exactly_or_matched_alone_are_errors(muons):
         mn.compute_specs(muons, branches=["muon_name"], cache=False, progress=False)
     with pytest.raises(SchemaError, match=r"'\*_hits' matches only branches .* cannot be features"):
         mn.compute_specs(muons, branches=["*_hits"], cache=False, progress=False)
+
+
+# --- 7. NaN/inf reported per pass, in the rows of the split read ------------------------------
+
+
+@pytest.fixture(scope="module")
+def nan_files(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("nan")
+    paths = []
+    for i in range(2):
+        x = np.random.default_rng(i).normal(size=1000)
+        x[np.random.default_rng(10 + i).choice(1000, 200, replace=False)] = np.nan
+        paths.append(write_tree(folder / f"nan_{i}.root", {"x": x, "y": np.arange(1000.0)}))
+    return paths
+
+
+def nan_rows(chunks, column: int) -> int:
+    return sum(int((~mask[:, column]).sum()) for _, mask, _ in chunks)
+
+
+def test_nonfinite_report_covers_the_latest_pass_and_its_split(nan_files):
+    stream = mn.DataStream(
+        {0: nan_files[:1], 1: nan_files[1:]}, branches=["x", "y"], chunk_size=300, progress=False
+    )
+    keys = [f"x ({path})" for path in nan_files]
+    with pytest.warns(NonFiniteWarning) as caught:
+        for _ in range(3):
+            assert nan_rows(stream.chunks(), 0) == 400
+            assert stream.report["nonfinite"] == dict.fromkeys(keys, 200)
+        train = nan_rows(stream.chunks("train"), 0)
+        assert sum(stream.report["nonfinite"].values()) == train
+        validation = nan_rows(stream.chunks("validation"), 0)
+        assert sum(stream.report["nonfinite"].values()) == validation
+        assert train + validation == 400
+        assert 0 < validation < train
+        assert sum(len(t[2]) + len(v[2]) for t, v in stream.split_chunks()) == 2000
+        assert stream.report["nonfinite"] == dict.fromkeys(keys, 200)
+    assert len(caught) == 1
+    assert caught[0].filename == __file__
+
+
+def test_nonfinite_warning_points_at_the_users_line_through_batches(nan_files):
+    stream = mn.DataStream({0: nan_files}, branches=["x"], chunk_size=500, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = sum(1 for _ in stream.batches("train", 64))
+    assert batches > 1
+    assert [(w.category, w.filename) for w in caught] == [(NonFiniteWarning, __file__)]
 
 
 # --- 9. fixed-size arrays are fixed, not jagged -----------------------------------------------
