@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from .progress import progress_bar
 from .rootio import Column, open_tree
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 
-__all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "compute_specs"]
+__all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "check_max_len", "compute_specs"]
 
 SPEC_VERSION = 1
 #: Part of the cache key: raised when the same files and selection give another spec.
@@ -275,6 +276,25 @@ def _branch_spec(column: Column, stats: dict, cap: int | None) -> BranchSpec:
     )
 
 
+def check_max_len(max_len: int | Mapping[str, int] | None) -> None:
+    """Raise ValueError unless ``max_len`` is None, an int >= 1 or ``{branch: int >= 1 | None}``.
+
+    0 is refused too: it would silently leave a jagged branch without features
+    (leave a branch out with ``exclude`` instead).
+    """
+    given = max_len.items() if isinstance(max_len, Mapping) else [(None, max_len)]
+    for name, value in given:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            where = "" if name is None else f" for branch {name!r}"
+            msg = (
+                f"max_len{where} must be a whole number >= 1 (None: no cap), not {value!r}; "
+                "to leave a branch out, use exclude"
+            )
+            raise ValueError(msg)
+
+
 def _caps(selected: Sequence[Column], max_len: int | Mapping[str, int] | None) -> dict:
     if isinstance(max_len, Mapping):
         unknown = set(max_len) - {c.name for c in selected}
@@ -324,7 +344,8 @@ def compute_specs(
     branches : names or glob patterns, in the order the features should take;
         None selects every supported branch in the tree's order.
     exclude : patterns left out of globs and of the default selection.
-    max_len : cap on the pad length of jagged branches, one int or ``{branch: int}``.
+    max_len : cap on the pad length of jagged (and fixed-size array) branches, one
+        int or ``{branch: int}``, each at least 1; None: no cap.
     cut : an uproot cut expression; statistics cover only the events that pass.
     aliases : computed columns ``{name: expression}`` (uproot expressions, with
         ``sum``/``max``/``any``/... reducing jagged values per event), or
@@ -336,6 +357,7 @@ def compute_specs(
         read, from whichever thread reads them (for widgets and other views).
     client : a ``dask.distributed.Client`` to compute per-file statistics on a cluster.
     """
+    check_max_len(max_len)
     groups = _expanded(files)
     paths = [p for ps in groups.values() for p in ps] if isinstance(groups, dict) else groups
     alias_map = aliases_by_file(groups, aliases)

@@ -19,7 +19,7 @@ from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_m
 from .reader import Part, UnitReader
 from .rootio import one_line
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
-from .specs import FeatureSpec, compute_specs
+from .specs import FeatureSpec, check_max_len, compute_specs
 
 __all__ = ["DataStream", "NonFiniteWarning"]
 
@@ -135,6 +135,7 @@ class DataStream:
         if on_error not in _ON_ERROR:
             msg = f"on_error must be one of {_ON_ERROR}, not {on_error!r}"
             raise ValueError(msg)
+        check_max_len(max_len)
         self.tree = tree
         self.chunk_size = int(chunk_size)
         self.batch_size = int(batch_size)

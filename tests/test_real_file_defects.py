@@ -274,6 +274,26 @@ def test_unsupported_branches_named_exactly_or_matched_alone_are_errors(muons):
         mn.compute_specs(muons, branches=["*_hits"], cache=False, progress=False)
 
 
+# --- 6. max_len must be a whole number >= 1 ---------------------------------------------------
+
+
+@pytest.mark.parametrize("max_len", [-1, 0, 2.5, True, "3", {"Jet_pt": -1}, {"Jet_pt": 0}])
+def test_bad_max_len_is_a_clear_error(importer_pair, max_len):
+    ttree, _ = importer_pair
+    with pytest.raises(ValueError, match=r"max_len.* must be a whole number >= 1"):
+        mn.compute_specs(ttree, max_len=max_len, cache=False, progress=False)
+    with pytest.raises(ValueError, match=r"max_len.* must be a whole number >= 1"):
+        mn.DataStream({0: [ttree]}, max_len=max_len, progress=False)
+
+
+def test_max_len_accepts_numpy_integers_and_none_per_branch(importer_pair):
+    ttree, _ = importer_pair
+    spec = mn.compute_specs(
+        ttree, max_len={"Jet_pt": np.int64(1), "Jet_eta": None}, cache=False, progress=False
+    )
+    assert (spec.branch("Jet_pt").pad, spec.branch("Jet_eta").pad) == (1, 2)
+
+
 # --- 7. NaN/inf reported per pass, in the rows of the split read ------------------------------
 
 
