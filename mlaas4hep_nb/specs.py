@@ -140,16 +140,22 @@ class FeatureSpec:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def summary(self) -> str:
-        """A text table: one row per branch."""
-        head = f"{'branch':<22} {'kind':<7} {'pad':>4} {'min':>11} {'max':>11} {'mean':>11}"
-        rows = [head + f" {'std':>11} {'nan/inf':>7}", "-" * (len(head) + 20)]
+        """A text table: one row per branch, the name column as wide as the longest name."""
+        name_width = max([len("branch"), *(len(b.name) for b in self.branches)])
+        kind_width = max([len("jagged"), *(len(b.kind) for b in self.branches)])
+        head = (
+            f"{'branch':<{name_width}} {'kind':<{kind_width}} {'pad':>4} "
+            f"{'min':>11} {'max':>11} {'mean':>11} {'std':>11} {'nan/inf':>7}"
+        )
+        rows = [head, "-" * len(head)]
         for b in self.branches:
             stats = " ".join(
                 f"{v:>11.4g}" if v is not None else f"{'-':>11}"
                 for v in (b.min, b.max, b.mean, b.std)
             )
-            kind = "jagged" if b.jagged else "flat"
-            rows.append(f"{b.name:<22} {kind:<7} {b.pad:>4} {stats} {b.nonfinite:>7}")
+            rows.append(
+                f"{b.name:<{name_width}} {b.kind:<{kind_width}} {b.pad:>4} {stats} {b.nonfinite:>7}"
+            )
         rows.append(
             f"{self.n_features} features from {len(self.branches)} branches, "
             f"{self.n_events} events in {len(self.files)} files"
