@@ -25,9 +25,15 @@ def _table(rows: Sequence[Sequence[object]], head: Sequence[str]) -> str:
 
 def browse_text(path: str | Sequence[str], tree: str | None = None) -> str:
     """Trees, then the branches of each (or of ``tree``), as text tables."""
+    from .errors import SchemaError
     from .sources import branches, list_trees
 
     trees = list_trees(path)
+    if tree is not None and tree not in {t.name for t in trees}:
+        where = path if isinstance(path, str) else " ".join(path)
+        held = sorted(t.name for t in trees) or "no trees"
+        msg = f"no tree {tree!r} in {where}; it holds {held}"
+        raise SchemaError(msg)
     out = [
         _table(
             [(t.name, t.kind, t.entries, t.files) for t in trees],
@@ -42,7 +48,7 @@ def browse_text(path: str | Sequence[str], tree: str | None = None) -> str:
                 b.name,
                 b.typename,
                 b.dtype or "-",
-                "jagged" if b.jagged else "flat",
+                b.shape,
                 "yes" if b.supported else f"no: {b.reason}",
             )
             for b in branches(path, info.name)
@@ -313,17 +319,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mlaas4hep-nb`` console script."""
-    from .errors import EmptyDataError, SchemaError, SourceError
+    """Entry point of the ``mlaas4hep-nb`` console script.
+
+    Bad input (a file, tree or branch at fault, or a bad value such as
+    ``--max-len -1``) ends in one ``mlaas4hep-nb: error: ...`` line and exit
+    code 2. A reader that closes the pipe early (``| head``) ends the command
+    quietly with 141, as a command killed by SIGPIPE.
+    """
+    from .errors import SourceError
     from .tfaas.errors import TFaaSError
 
     args = _parser().parse_args(argv)
     try:
         args.run(args)
-    except (SourceError, SchemaError, EmptyDataError, TFaaSError) as err:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+    except (SourceError, ValueError, TFaaSError) as err:
         print(f"mlaas4hep-nb: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the flush at exit does not fail on the closed pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -53,14 +53,22 @@ def scaling(branch: BranchSpec, normalize: str | None) -> tuple[float, float]:
     """Offset and width so that ``(x - offset) / width`` is normalised; width 0: constant.
 
     A constant (or never seen) branch carries no information: it maps to 0.
+    For ``minmax`` the offset is the minimum rounded to float32 and the width
+    the float32 difference of the rounded maximum and minimum: values are
+    rounded to float32 the same way before the same float32 subtraction, so
+    the maximum maps to exactly 1 and nothing lands outside [0, 1] (with the
+    float64 width, a float64 or large integer maximum gave 1.0000001).
     """
     if normalize == "minmax":
-        offset, width = branch.min, None if branch.min is None else branch.max - branch.min
+        if branch.min is None or branch.max is None:
+            return 0.0, 0.0
+        low = np.float32(branch.min)
+        offset, width = float(low), float(np.float32(branch.max) - low)
     elif normalize == "standard":
         offset, width = branch.mean, branch.std
     else:
         return 0.0, 1.0
-    if offset is None or width is None or width <= 0:
+    if offset is None or width is None or not width > 0:
         return 0.0, 0.0
     return offset, width
 
@@ -73,7 +81,7 @@ class _Slots:
     """
 
     def __init__(self, counts: np.ndarray, starts: np.ndarray, pad: int, n_columns: int) -> None:
-        self.counts, self.starts, self.pad = counts, starts, pad
+        self.counts, self.starts, self.pad, self.n_columns = counts, starts, pad, n_columns
         kept = np.minimum(counts, pad)
         first = np.zeros(len(kept), dtype=np.int64)
         np.cumsum(kept[:-1], out=first[1:])
@@ -93,9 +101,11 @@ class _Slots:
 class Converter:
     """Fill ``(X, mask)`` from columns as a `FeatureSpec` lays them out.
 
-    Flat branches take one column, a jagged branch ``pad`` columns; padded
-    slots are 0 in X and False in the mask. NaN and inf are replaced by 0,
-    masked, and counted per branch.
+    Flat branches take one column, a jagged branch ``pad`` columns (padded
+    slots are 0 in X and False in the mask), a fixed-size array branch its
+    ``pad`` first values. NaN and inf are replaced by 0 and masked; they are
+    counted per branch and per row (``{branch: counts [n]}``, only branches
+    that have some), so a caller can count them in any subset of the rows.
     """
 
     def __init__(self, spec: FeatureSpec, normalize: str | None = "minmax") -> None:
@@ -109,31 +119,32 @@ class Converter:
 
     def __call__(
         self, columns: Mapping[str, ak.Array]
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         n = len(next(iter(columns.values()))) if columns else 0
         n_columns = self.spec.n_features
         x = np.zeros((n, n_columns), dtype=np.float32)
         mask = np.zeros((n, n_columns), dtype=bool)
         flat_x, flat_mask = x.reshape(-1), mask.reshape(-1)
         slots: _Slots | None = None
-        nonfinite: dict[str, int] = {}
+        nonfinite: dict[str, np.ndarray] = {}
         for branch, start, (offset, width) in zip(
             self.spec.branches, self._starts, self._scalings, strict=True
         ):
+            if branch.pad == 0:
+                continue
             if branch.jagged:
-                if branch.pad == 0:
-                    continue
                 counts, starts, content = jagged_parts(columns[branch.name])
                 # branches sharing a counter (Jet_pt, Jet_eta, ...) share one slot layout
                 if slots is None or not slots.fits(counts, starts, branch.pad):
                     slots = _Slots(counts, starts, branch.pad, n_columns)
                 values = content[slots.source].astype(np.float32)
-                target = slots.target + start
             else:
+                # flat: [n]; a fixed-size array: [n, size], its first pad values kept
                 values = flat_values(columns[branch.name]).astype(np.float32)
-                target = None
+                if values.ndim == 2:
+                    values = values[:, : branch.pad]
             if self.normalize is not None:
-                # subtract then divide in float32: monotonic, so minmax stays within [0, 1]
+                # subtract then divide in float32, as scaling() rounds: minmax stays in [0, 1]
                 values -= np.float32(offset)
                 if width:
                     values /= np.float32(width)
@@ -141,12 +152,20 @@ class Converter:
                     values *= np.float32(0.0)
             bad = ~np.isfinite(values)
             if bad.any():
-                nonfinite[branch.name] = int(bad.sum())
                 values[bad] = 0.0
-            if target is None:
-                x[:, start] = values
-                mask[:, start] = ~bad
-            else:
+                nonfinite[branch.name] = _per_row(bad, slots if branch.jagged else None, n)
+            if branch.jagged:
+                target = slots.target + start
                 flat_x[target] = values
                 flat_mask[target] = ~bad
+            else:
+                x[:, start : start + branch.pad] = values.reshape(n, branch.pad)
+                mask[:, start : start + branch.pad] = ~bad.reshape(n, branch.pad)
         return x, mask, nonfinite
+
+
+def _per_row(bad: np.ndarray, slots: _Slots | None, n: int) -> np.ndarray:
+    """How many of a branch's values are non-finite in each of the ``n`` rows."""
+    if slots is not None:
+        return np.bincount(slots.target[bad] // slots.n_columns, minlength=n).astype(np.int64)
+    return bad.sum(axis=1, dtype=np.int64) if bad.ndim == 2 else bad.astype(np.int64)

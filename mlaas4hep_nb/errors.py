@@ -1,8 +1,15 @@
-"""Exceptions raised for bad input; each message names the file, tree or branch at fault."""
+"""Exceptions raised for bad input, and warnings; each message names the file, tree or branch."""
 
 from __future__ import annotations
 
-__all__ = ["EmptyDataError", "SchemaError", "SourceError"]
+import inspect
+import os
+import warnings
+from pathlib import Path
+
+__all__ = ["EmptyDataError", "SchemaError", "SkippedBranchWarning", "SourceError", "warn_user"]
+
+_PACKAGE = str(Path(__file__).parent) + os.sep
 
 
 def __dir__() -> list[str]:
@@ -19,3 +26,25 @@ class SchemaError(ValueError):
 
 class EmptyDataError(ValueError):
     """A tree, selection or cut that leaves nothing to read."""
+
+
+class SkippedBranchWarning(UserWarning):
+    """A glob matched branches that cannot be features; they were left out (``spec.skipped``)."""
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the first caller outside this package.
+
+    A fixed ``stacklevel`` points into the package whenever the call comes
+    through another layer (a generator, an adapter, the Trainer); walking the
+    frames finds the user's line however deep the call is.
+    """
+    level = 2
+    here = inspect.currentframe()
+    frame = here.f_back if here is not None else None
+    while frame is not None and frame.f_back is not None:
+        if not frame.f_code.co_filename.startswith(_PACKAGE):
+            break
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

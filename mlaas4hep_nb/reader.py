@@ -35,14 +35,18 @@ def __dir__() -> list[str]:
 
 @dataclass
 class Part:
-    """Converted rows of a unit or a chunk; ``rows`` are entry numbers relative to the unit."""
+    """Converted rows of a unit or a chunk; ``rows`` are entry numbers relative to the unit.
+
+    ``nonfinite`` maps ``"branch (file)"`` to the NaN/inf count in each row,
+    for the branches that have some.
+    """
 
     x: np.ndarray
     mask: np.ndarray
     y: np.ndarray
     validation: np.ndarray
     rows: np.ndarray
-    nonfinite: dict[str, int] = field(default_factory=dict)
+    nonfinite: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, n_features: int) -> Part:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "cluster_starts",
     "columns",
     "kind_of",
+    "one_line",
     "open_file",
     "open_tree",
     "read_columns",
@@ -39,6 +41,7 @@ __all__ = [
 #: Seconds before a remote open or read gives up.
 REMOTE_TIMEOUT = int(os.environ.get("MLAAS4HEP_NB_TIMEOUT", "30"))
 
+_OBJECTS = "objects (records, TLorentzVector, ...) cannot be numeric features"
 _TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
 _LIST_FORMS = (ak.forms.ListOffsetForm, ak.forms.ListForm, ak.forms.RegularForm)
 _OPTION_FORMS = (
@@ -56,7 +59,11 @@ def __dir__() -> list[str]:
 
 @dataclass(frozen=True)
 class Column:
-    """One readable column: its name, numeric dtype, list depth and why it is unusable."""
+    """One readable column: its name, numeric dtype, list depth and why it is unusable.
+
+    ``fixed`` is the length of a fixed-size array (``float[3]``, ``std::array``):
+    such a column has depth 1 but is not jagged, every entry has ``fixed`` values.
+    """
 
     name: str
     typename: str
@@ -64,10 +71,11 @@ class Column:
     dtype: str | None
     depth: int
     problem: str | None
+    fixed: int | None = None
 
     @property
     def jagged(self) -> bool:
-        return self.depth >= 1
+        return self.depth >= 1 and self.fixed is None
 
     @property
     def supported(self) -> bool:
@@ -107,15 +115,25 @@ def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirecto
         _check_local(local)
         options["handler"] = uproot.source.file.MemmapSource
     try:
-        directory = uproot.open(local, **options)
-        size, expected = directory.file.source.num_bytes, directory.file.fEND
+        file = uproot.ReadOnlyFile(local, **options)
+        size, expected = file.source.num_bytes, file.fEND
     except Exception as err:
-        msg = f"cannot open {path} as a ROOT file: {type(err).__name__}: {err}"
+        msg = f"cannot open {path} as a ROOT file: {one_line(err)}"
         raise SourceError(msg) from err
+    # before the directory is read: ROOT writes it at the end of the file
     if size is not None and size < expected:
         msg = f"{path} is truncated: its header says {expected} bytes, it holds {size}"
         raise SourceError(msg)
-    return directory
+    try:
+        return file.root_directory
+    except Exception as err:
+        msg = f"cannot read the directory of {path} (damaged?): {one_line(err)}"
+        raise SourceError(msg) from err
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: message`` on one line (uproot's messages span several)."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def _cached_copy(url: str, cache_dir: str) -> str:
@@ -136,7 +154,7 @@ def _cached_copy(url: str, cache_dir: str) -> str:
         partial.replace(local)
     except Exception as err:
         partial.unlink(missing_ok=True)
-        msg = f"cannot copy {url} into the cache {cache_dir}: {type(err).__name__}: {err}"
+        msg = f"cannot copy {url} into the cache {cache_dir}: {one_line(err)}"
         raise SourceError(msg) from err
     return str(local)
 
@@ -149,7 +167,7 @@ def _check_local(path: str) -> None:
         msg = f"ROOT file not found: {path}"
         raise SourceError(msg) from None
     except OSError as err:
-        msg = f"cannot read {path}: {err}"
+        msg = f"cannot read {path}: {one_line(err)}"
         raise SourceError(msg) from err
     if magic != b"root":
         msg = f"{path} is not a ROOT file (it starts with {magic!r}, not b'root')"
@@ -168,7 +186,7 @@ def open_tree(path: str, tree: str, cache_dir: str | None = None):
     try:
         found = tree_names(directory)
     except Exception as err:
-        msg = f"cannot read the directory of {path} (truncated or damaged?): {err}"
+        msg = f"cannot read the directory of {path} (truncated or damaged?): {one_line(err)}"
         raise SourceError(msg) from err
     if tree not in found:
         msg = f"no tree {tree!r} in {path}; it holds {sorted(found) or 'no trees'}"
@@ -176,7 +194,7 @@ def open_tree(path: str, tree: str, cache_dir: str | None = None):
     try:
         return directory[tree]
     except Exception as err:
-        msg = f"cannot read tree {tree!r} in {path} (truncated or damaged?): {err}"
+        msg = f"cannot read tree {tree!r} in {path} (truncated or damaged?): {one_line(err)}"
         raise SourceError(msg) from err
 
 
@@ -185,30 +203,37 @@ def kind_of(tree) -> str:
     return "RNTuple" if isinstance(tree, HasFields) else "TTree"
 
 
-def classify(form: ak.forms.Form) -> tuple[str | None, int, str | None]:
-    """Numeric dtype, list depth and the problem (None when usable) of an awkward form."""
+def classify(form: ak.forms.Form) -> tuple[str | None, int, str | None, int | None]:
+    """Numeric dtype, list depth, the problem (None when usable) and fixed size of a form.
+
+    The fixed size is the length of a one-level array whose every entry has
+    the same length (a ``RegularForm``, or a numpy inner dimension); None otherwise.
+    """
     depth = 0
+    sizes: list[int | None] = []
     while True:
         if form.parameters.get("__array__") in ("string", "bytestring", "char", "byte"):
-            return None, depth, "strings cannot be numeric features"
+            return None, depth, "strings cannot be numeric features", None
         if isinstance(form, _LIST_FORMS):
             depth += 1
+            sizes.append(form.size if isinstance(form, ak.forms.RegularForm) else None)
             form = form.content
         elif isinstance(form, _OPTION_FORMS):
             form = form.content
         else:
             break
     if isinstance(form, ak.forms.RecordForm):
-        return None, depth, "objects (records, TLorentzVector, ...) cannot be numeric features"
+        return None, depth, _OBJECTS, None
     if not isinstance(form, ak.forms.NumpyForm):
-        return None, depth, f"{type(form).__name__} cannot be a numeric feature"
+        return None, depth, f"{type(form).__name__} cannot be a numeric feature", None
     depth += len(form.inner_shape)
+    sizes.extend(form.inner_shape)
     dtype = form.primitive
     if not (dtype == "bool" or dtype.startswith(("int", "uint", "float"))):
-        return dtype, depth, f"{dtype} cannot be a numeric feature"
+        return dtype, depth, f"{dtype} cannot be a numeric feature", None
     if depth > 1:
-        return dtype, depth, "nested vectors cannot be padded to fixed-size features"
-    return dtype, depth, None
+        return dtype, depth, "nested vectors cannot be padded to fixed-size features", None
+    return dtype, depth, None, sizes[0] if sizes else None
 
 
 @functools.singledispatch
@@ -225,10 +250,10 @@ def _(tree: HasBranches) -> dict[str, Column]:
         if branch.branches:
             continue  # a split object: its leaves are listed on their own
         try:
-            dtype, depth, problem = classify(branch.interpretation.awkward_form(branch.file))
+            shape = classify(branch.interpretation.awkward_form(branch.file))
         except Exception as err:
-            dtype, depth, problem = None, 0, f"uproot cannot interpret it ({err})"
-        found[name] = Column(name, branch.typename, branch.title, dtype, depth, problem)
+            shape = None, 0, f"uproot cannot interpret it ({one_line(err)})", None
+        found[name] = Column(name, branch.typename, branch.title, *shape)
     return found
 
 
@@ -254,11 +279,31 @@ def _(tree: HasFields) -> dict[str, Column]:
             continue  # a record: its leaves are listed on their own
         try:
             form, path = field.to_akform()
-            dtype, depth, problem = classify(_leaf_form(form, path))
+            shape = classify(_leaf_form(form, path))
         except Exception as err:
-            dtype, depth, problem = None, 0, f"uproot cannot interpret it ({err})"
-        found[name] = Column(name, field.typename, field.description or "", dtype, depth, problem)
-    return found
+            shape = None, 0, f"uproot cannot interpret it ({one_line(err)})", None
+        found[name] = Column(name, field.typename, field.description or "", *shape)
+    return _without_importer_twins(found)
+
+
+_IMPORTER_COLLECTION = re.compile(r"_collection\d+\.(?P<leaf>[^.]+)")
+
+
+def _without_importer_twins(found: dict[str, Column]) -> dict[str, Column]:
+    """Drop ``_collectionN.Jet_pt`` where a top-level ``Jet_pt`` holds the same values.
+
+    ROOT's RNTupleImporter writes each TTree collection twice: as a field
+    ``_collectionN`` of records, and as projected top-level fields named like
+    the TTree's branches (``Jet_pt``, and ``nJet`` for its size). Only the
+    latter are kept, so a TTree and its imported RNTuple have the same columns.
+    """
+
+    def twin(column: Column) -> bool:
+        match = _IMPORTER_COLLECTION.fullmatch(column.name)
+        other = found.get(match["leaf"]) if match else None
+        return other is not None and (other.dtype, other.depth) == (column.dtype, column.depth)
+
+    return {name: column for name, column in found.items() if not twin(column)}
 
 
 def read_columns(tree, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
@@ -269,7 +314,7 @@ def read_columns(tree, names: list[str], start: int, stop: int) -> dict[str, ak.
         where = f"{tree.file.file_path}:{tree.object_path.lstrip('/').split(';')[0]}"
         msg = (
             f"cannot read entries {start}-{stop} of {where} (truncated, damaged or "
-            f"unreachable?): {type(err).__name__}: {err}"
+            f"unreachable?): {one_line(err)}"
         )
         raise SourceError(msg) from err
 

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import EmptyDataError, SchemaError, SourceError
+from .errors import EmptyDataError, SchemaError, SkippedBranchWarning, SourceError, warn_user
 from .expressions import read_with_aliases
 from .parallel import map_ordered
 from .rootio import Column, classify, cluster_starts, columns, open_tree
@@ -36,8 +36,8 @@ def _alias_column(handle, name: str, expression: str, where: str) -> Column:
     sample = read_with_aliases(
         handle, [name], 0, min(64, handle.num_entries), {name: expression}, where
     )[name]
-    dtype, depth, problem = classify(sample.layout.form)
-    return Column(name, f"= {expression}", f"alias of {dtype}", dtype, depth, problem)
+    shape = classify(sample.layout.form)
+    return Column(name, f"= {expression}", f"alias of {shape[0]}", *shape)
 
 
 def _meta(path: str, tree: str, aliases: Mapping[str, str]) -> FileMeta:
@@ -106,15 +106,12 @@ def _chosen(
     """Names picked from the first file, and the unsupported ones left out (with why)."""
     available = list(first.columns)
     excluded = [name for name in available if any(fnmatch.fnmatchcase(name, p) for p in exclude)]
-    skipped: dict[str, str] = {}
     if branches is None:
         picked = [name for name in available if name not in excluded]
-        for name in list(picked):
-            if not first.columns[name].supported:
-                skipped[name] = first.columns[name].problem
-                picked.remove(name)
-        return picked, skipped
-    picked = []
+        skipped = _unsupported(first, picked)
+        return [name for name in picked if name not in skipped], skipped
+    picked: list[str] = []
+    skipped: dict[str, str] = {}
     for pattern in branches:
         if not _is_pattern(pattern):
             matches = [pattern]  # checked in every file by _check_everywhere
@@ -125,11 +122,47 @@ def _chosen(
             if not matches:
                 msg = f"no branch of tree {tree!r} in {first.path} matches {pattern!r}"
                 raise SchemaError(msg)
+            unusable = _unsupported(first, matches)
+            if len(unusable) == len(matches):
+                msg = (
+                    f"{pattern!r} matches only branches of tree {tree!r} in {first.path} "
+                    f"that cannot be features: {_listed(unusable)}"
+                )
+                raise SchemaError(msg)
+            skipped.update(unusable)
+            matches = [name for name in matches if name not in unusable]
         picked.extend(name for name in matches if name not in picked)
     return picked, skipped
 
 
+def _unsupported(meta: FileMeta, names: Sequence[str]) -> dict[str, str]:
+    """The names among ``names`` whose columns cannot be features, with why."""
+    return {n: meta.columns[n].problem for n in names if not meta.columns[n].supported}
+
+
+def _listed(reasons: Mapping[str, str]) -> str:
+    return "; ".join(f"{name} ({why})" for name, why in reasons.items())
+
+
+def _shape(column: Column) -> str:
+    if column.fixed is not None:
+        return f"a fixed-size array of {column.fixed}"
+    return "jagged" if column.jagged else "flat" if column.depth == 0 else "nested"
+
+
+def _kind(dtype: str | None) -> str:
+    """Values that become the same float32 feature: ``"float"`` or ``"integral"`` (bool too)."""
+    return "float" if dtype is not None and dtype.startswith("float") else "integral"
+
+
 def _check_everywhere(metas: Sequence[FileMeta], names: Sequence[str], tree: str) -> None:
+    """Each name is in every file, usable, and of one shape and kind of number everywhere.
+
+    Integer widths, signedness and bool mix (``nJet`` is ``uint32_t`` in a
+    TTree, an int64 cardinality in an RNTuple), and so do float and double:
+    they all become the same float32 feature. Integers and floats do not mix,
+    nor do flat, jagged and fixed-size arrays.
+    """
     for name in names:
         holders = [meta for meta in metas if name in meta.columns]
         if len(holders) < len(metas):
@@ -145,14 +178,24 @@ def _check_everywhere(metas: Sequence[FileMeta], names: Sequence[str], tree: str
             msg = f"branch {name!r} in {first.path} is unsupported: {column.problem}"
             raise SchemaError(msg)
         for meta in holders[1:]:
-            other = meta.columns[name]
-            computed = column.typename.startswith("= ")  # aliases may differ in precision
-            if other.depth != column.depth or (not computed and other.dtype != column.dtype):
-                msg = (
-                    f"branch {name!r} has type {other.typename} in {meta.path} "
-                    f"but {column.typename} in {first.path}"
-                )
-                raise SchemaError(msg)
+            _check_same(name, column, first.path, meta.columns[name], meta.path)
+
+
+def _check_same(name: str, column: Column, path: str, other: Column, other_path: str) -> None:
+    """Raise SchemaError unless ``other`` (in ``other_path``) fits ``column`` (in ``path``)."""
+    if (other.depth, other.fixed) != (column.depth, column.fixed):
+        msg = (
+            f"branch {name!r} is {_shape(other)} ({other.typename}) in {other_path} "
+            f"but {_shape(column)} ({column.typename}) in {path}"
+        )
+        raise SchemaError(msg)
+    computed = column.typename.startswith("= ")  # aliases may differ in precision
+    if not other.supported or (not computed and _kind(other.dtype) != _kind(column.dtype)):
+        msg = (
+            f"branch {name!r} has type {other.typename} in {other_path} "
+            f"but {column.typename} in {path}"
+        )
+        raise SchemaError(msg)
 
 
 def select(
@@ -166,10 +209,20 @@ def select(
     ``branches`` holds names or glob patterns (order kept); None takes every
     supported column in the tree's order. ``exclude`` patterns drop columns
     from globs and from the default selection; a name given exactly is kept.
+    Unsupported columns (objects, strings, nested vectors) are skipped: the
+    default selection does so silently, a glob with one `SkippedBranchWarning`
+    (a glob that matches only such columns is an error, and so is a name given
+    exactly).
     """
     if isinstance(branches, str):
         branches = [branches]
     names, skipped = _chosen(metas[0], branches, tuple(exclude), tree)
+    if skipped and branches is not None:  # the user's globs asked for them: say so
+        warn_user(
+            f"left out {len(skipped)} branch(es) matched by {list(branches)} that cannot be "
+            f"features: {_listed(skipped)} (listed in spec.skipped)",
+            SkippedBranchWarning,
+        )
     if not names:
         msg = f"the selection leaves no branch of tree {tree!r} in {metas[0].path}"
         raise EmptyDataError(msg)

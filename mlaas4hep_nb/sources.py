@@ -35,7 +35,11 @@ class TreeInfo:
 
 @dataclass(frozen=True)
 class BranchInfo:
-    """A branch (TTree) or leaf field (RNTuple) and whether it can become numeric features."""
+    """A branch (TTree) or leaf field (RNTuple) and whether it can become numeric features.
+
+    ``fixed`` is the length of a fixed-size array branch (``float[3]``), which is
+    not jagged: it gives ``fixed`` features, all real values.
+    """
 
     name: str
     dtype: str | None
@@ -44,6 +48,14 @@ class BranchInfo:
     typename: str
     supported: bool
     reason: str | None = None
+    fixed: int | None = None
+
+    @property
+    def shape(self) -> str:
+        """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
+        if self.fixed is not None:
+            return f"fixed[{self.fixed}]"
+        return "jagged" if self.jagged else "flat"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +101,7 @@ def branches(path: PathLike, tree: str = "Events") -> list[BranchInfo]:
             typename=col.typename,
             supported=col.supported,
             reason=col.problem,
+            fixed=col.fixed,
         )
         for col in columns(open_tree(first, tree)).values()
     ]
@@ -100,7 +113,23 @@ def _axis(values: np.ndarray, dtype: str, bins: int, name: str) -> hist.axis.Axi
         return hist.axis.Integer(int(low), int(high) + 1, name=name, label=name)
     if high <= low:
         high = low + 1.0
-    return hist.axis.Regular(bins, low, np.nextafter(high, np.inf), name=name, label=name)
+    return _regular_including(bins, low, high, name)
+
+
+def _regular_including(bins: int, low: float, high: float, name: str) -> hist.axis.Regular:
+    """A regular axis from ``low`` whose last bin holds ``high``, its upper edge barely above.
+
+    An edge one ulp above ``high`` is not enough: the axis computes a bin
+    from ``(x - low) / (edge - low)``, which rounds to 1 (the overflow) for
+    ``x = high`` when the width is large next to that ulp. The edge is raised
+    in doubling steps until the axis itself puts ``high`` in range.
+    """
+    step = max(np.spacing(abs(high)), np.spacing(high - low))
+    while True:
+        axis = hist.axis.Regular(bins, low, high + step, name=name, label=name)
+        if axis.index(high) < bins:
+            return axis
+        step *= 2
 
 
 def preview(

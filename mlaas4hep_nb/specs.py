@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -23,9 +24,11 @@ from .progress import progress_bar
 from .rootio import Column, open_tree
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 
-__all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "compute_specs"]
+__all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "check_max_len", "compute_specs"]
 
 SPEC_VERSION = 1
+#: Part of the cache key: raised when the same files and selection give another spec.
+_SPEC_RULES = 2
 _SPEC_CHUNK = 100_000
 
 
@@ -35,7 +38,11 @@ def __dir__() -> list[str]:
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """One branch: flat or jagged, its pad length and the statistics of its finite values."""
+    """One branch: flat or jagged, its pad length and the statistics of its finite values.
+
+    A fixed-size array branch (``float[3]``) is not jagged: ``fixed`` is its
+    length and ``pad`` the number of its values kept (all of them, or ``max_len``).
+    """
 
     name: str
     dtype: str
@@ -48,10 +55,18 @@ class BranchSpec:
     max: float | None
     mean: float | None
     std: float | None
+    fixed: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
+        if self.fixed is not None:
+            return f"fixed[{self.fixed}]"
+        return "jagged" if self.jagged else "flat"
 
     @property
     def features(self) -> list[str]:
-        if not self.jagged:
+        if not self.jagged and self.fixed is None:
             return [self.name]
         return [f"{self.name}_{i}" for i in range(self.pad)]
 
@@ -125,16 +140,22 @@ class FeatureSpec:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def summary(self) -> str:
-        """A text table: one row per branch."""
-        head = f"{'branch':<22} {'kind':<7} {'pad':>4} {'min':>11} {'max':>11} {'mean':>11}"
-        rows = [head + f" {'std':>11} {'nan/inf':>7}", "-" * (len(head) + 20)]
+        """A text table: one row per branch, the name column as wide as the longest name."""
+        name_width = max([len("branch"), *(len(b.name) for b in self.branches)])
+        kind_width = max([len("jagged"), *(len(b.kind) for b in self.branches)])
+        head = (
+            f"{'branch':<{name_width}} {'kind':<{kind_width}} {'pad':>4} "
+            f"{'min':>11} {'max':>11} {'mean':>11} {'std':>11} {'nan/inf':>7}"
+        )
+        rows = [head, "-" * len(head)]
         for b in self.branches:
             stats = " ".join(
                 f"{v:>11.4g}" if v is not None else f"{'-':>11}"
                 for v in (b.min, b.max, b.mean, b.std)
             )
-            kind = "jagged" if b.jagged else "flat"
-            rows.append(f"{b.name:<22} {kind:<7} {b.pad:>4} {stats} {b.nonfinite:>7}")
+            rows.append(
+                f"{b.name:<{name_width}} {b.kind:<{kind_width}} {b.pad:>4} {stats} {b.nonfinite:>7}"
+            )
         rows.append(
             f"{self.n_features} features from {len(self.branches)} branches, "
             f"{self.n_events} events in {len(self.files)} files"
@@ -197,6 +218,9 @@ def _merge(a: dict, b: dict) -> dict:
 def _column_partial(column: Column, array: ak.Array, cap: int | None) -> dict:
     if column.depth == 0:
         return _moments(np.asarray(flat_values(array), dtype=np.float64), 1)
+    if column.fixed is not None:
+        values = flat_values(array).reshape(len(array), -1)[:, :cap]
+        return _moments(np.asarray(values, dtype=np.float64).ravel(), column.fixed)
     counts, starts, content = jagged_parts(array)
     longest = int(counts.max()) if counts.size else 0
     if cap is not None and longest > cap:
@@ -239,8 +263,8 @@ def file_partial(
 
 
 def _branch_spec(column: Column, stats: dict, cap: int | None) -> BranchSpec:
-    longest = stats["max_multiplicity"] if column.jagged else 1
-    pad = min(longest, cap) if (column.jagged and cap is not None) else longest
+    longest = stats["max_multiplicity"] if column.depth else 1
+    pad = min(longest, cap) if (column.depth and cap is not None) else longest
     std = math.sqrt(stats["m2"] / stats["count"]) if stats["count"] else None
     return BranchSpec(
         name=column.name,
@@ -254,7 +278,27 @@ def _branch_spec(column: Column, stats: dict, cap: int | None) -> BranchSpec:
         max=stats["max"],
         mean=stats["mean"] if stats["count"] else None,
         std=std,
+        fixed=column.fixed,
     )
+
+
+def check_max_len(max_len: int | Mapping[str, int] | None) -> None:
+    """Raise ValueError unless ``max_len`` is None, an int >= 1 or ``{branch: int >= 1 | None}``.
+
+    0 is refused too: it would silently leave a jagged branch without features
+    (leave a branch out with ``exclude`` instead).
+    """
+    given = max_len.items() if isinstance(max_len, Mapping) else [(None, max_len)]
+    for name, value in given:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            where = "" if name is None else f" for branch {name!r}"
+            msg = (
+                f"max_len{where} must be a whole number >= 1 (None: no cap), not {value!r}; "
+                "to leave a branch out, use exclude"
+            )
+            raise ValueError(msg)
 
 
 def _caps(selected: Sequence[Column], max_len: int | Mapping[str, int] | None) -> dict:
@@ -270,7 +314,9 @@ def _caps(selected: Sequence[Column], max_len: int | Mapping[str, int] | None) -
 def _fingerprint(files: Sequence[str], **selection) -> str:
     identities = list(map_ordered(file_identity, files))
     blob = json.dumps(
-        {"version": SPEC_VERSION, "files": identities, **selection}, sort_keys=True, default=str
+        {"version": SPEC_VERSION, "rules": _SPEC_RULES, "files": identities, **selection},
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -304,7 +350,8 @@ def compute_specs(
     branches : names or glob patterns, in the order the features should take;
         None selects every supported branch in the tree's order.
     exclude : patterns left out of globs and of the default selection.
-    max_len : cap on the pad length of jagged branches, one int or ``{branch: int}``.
+    max_len : cap on the pad length of jagged (and fixed-size array) branches, one
+        int or ``{branch: int}``, each at least 1; None: no cap.
     cut : an uproot cut expression; statistics cover only the events that pass.
     aliases : computed columns ``{name: expression}`` (uproot expressions, with
         ``sum``/``max``/``any``/... reducing jagged values per event), or
@@ -316,6 +363,7 @@ def compute_specs(
         read, from whichever thread reads them (for widgets and other views).
     client : a ``dask.distributed.Client`` to compute per-file statistics on a cluster.
     """
+    check_max_len(max_len)
     groups = _expanded(files)
     paths = [p for ps in groups.values() for p in ps] if isinstance(groups, dict) else groups
     alias_map = aliases_by_file(groups, aliases)

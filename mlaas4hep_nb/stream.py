@@ -5,21 +5,21 @@ from __future__ import annotations
 import collections
 import math
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EmptyDataError, SchemaError, SourceError
+from .errors import EmptyDataError, SchemaError, SourceError, warn_user
 from .expressions import cut_symbols, evaluate_cut
 from .parallel import map_ordered
 from .paths import PathLike, expand
 from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
 from .reader import Part, UnitReader
+from .rootio import one_line
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
-from .specs import FeatureSpec, compute_specs
+from .specs import FeatureSpec, check_max_len, compute_specs
 
 __all__ = ["DataStream", "NonFiniteWarning"]
 
@@ -135,6 +135,7 @@ class DataStream:
         if on_error not in _ON_ERROR:
             msg = f"on_error must be one of {_ON_ERROR}, not {on_error!r}"
             raise ValueError(msg)
+        check_max_len(max_len)
         self.tree = tree
         self.chunk_size = int(chunk_size)
         self.batch_size = int(batch_size)
@@ -241,9 +242,11 @@ class DataStream:
         names = [branch.name for branch in specs.branches]
         selected, _ = select(metas, self.tree, names, ())
         for column, branch in zip(selected, specs.branches, strict=True):
-            if column.jagged != branch.jagged:
-                kind = "jagged" if branch.jagged else "flat"
-                msg = f"branch {column.name!r} is {kind} in the spec but not in {metas[0].path}"
+            if (column.jagged, column.fixed) != (branch.jagged, branch.fixed):
+                msg = (
+                    f"branch {column.name!r} is {branch.kind} in the spec but not in "
+                    f"{metas[0].path} ({column.typename})"
+                )
                 raise SchemaError(msg)
         return specs
 
@@ -364,6 +367,8 @@ class DataStream:
             where = place[done : done + hi - lo]
             for name in ("x", "mask", "y", "validation", "rows"):
                 getattr(chunk, name)[where] = getattr(part, name)[lo:hi]
+            for key, per_row in part.nonfinite.items():
+                chunk.nonfinite.setdefault(key, np.zeros(n, np.int64))[where] = per_row[lo:hi]
             done += hi - lo
         return chunk
 
@@ -390,7 +395,7 @@ class DataStream:
                 raise
             msg = (
                 f"Dask could not read entries {unit.start}-{unit.stop} of {unit.file}: "
-                f"{type(err).__name__}: {err}"
+                f"{one_line(err)}"
             )
             raise RuntimeError(msg) from err
 
@@ -425,10 +430,8 @@ class DataStream:
                     partition,
                 )
                 for key in keys:
-                    if last_use[key] == k:  # a unit's NaN counts go with its last chunk
-                        part = results.pop(key)
-                        for name, count in part.nonfinite.items():
-                            assembled.nonfinite[name] = assembled.nonfinite.get(name, 0) + count
+                    if last_use[key] == k:
+                        del results[key]
                         unit = orders[key[0]][key[1]]
                         done, total = self.file_progress[unit.file]
                         self.file_progress[unit.file] = (done + unit.size, total)
@@ -437,27 +440,38 @@ class DataStream:
             for future in pending.values():
                 future.cancel()
 
-    def _note_nonfinite(self, nonfinite: dict[str, int]) -> None:
-        for key, count in nonfinite.items():
-            self.report["nonfinite"][key] = self.report["nonfinite"].get(key, 0) + count
-        if nonfinite and not self._warned:
+    def _note_nonfinite(self, counts: dict[str, int], chunk: Part, rows: slice) -> None:
+        """Add the NaN/inf in ``rows`` of ``chunk`` to ``counts``; warn the first time."""
+        found = {key: int(per_row[rows].sum()) for key, per_row in chunk.nonfinite.items()}
+        found = {key: count for key, count in found.items() if count}
+        for key, count in found.items():
+            counts[key] = counts.get(key, 0) + count
+        if found and not self._warned:
             self._warned = True
-            first, count = next(iter(nonfinite.items()))
-            warnings.warn(
+            first, count = next(iter(found.items()))
+            warn_user(
                 f"{count} NaN/inf value(s) in branch {first} replaced by 0 and masked; "
-                "stream.report['nonfinite'] counts them all (this warning is shown once)",
+                "stream.report['nonfinite'] counts them all in the latest pass (this warning "
+                "is shown once)",
                 NonFiniteWarning,
-                stacklevel=3,
             )
 
-    def _pass(self, split: str | None) -> Iterator[Part]:
+    def _pass(self, split: str | None, counted: str | None) -> Iterator[tuple[Part, int]]:
+        """One pass over ``split``: each chunk with its number of training rows.
+
+        NaN/inf are counted in the rows of ``counted`` (None: all rows), into
+        ``report["nonfinite"]``, which holds the counts of the latest pass.
+        """
         shuffle_seed = None
         if self.shuffle and split != "validation":
             shuffle_seed = (self.seed, self._passes[split])
             self._passes[split] += 1
+        counts: dict[str, int] = {}
+        self.report["nonfinite"] = counts
         for chunk in self._produce(shuffle_seed, partition=split is not None):
-            self._note_nonfinite(chunk.nonfinite)
-            yield chunk
+            n_train = len(chunk.y) - int(chunk.validation.sum())
+            self._note_nonfinite(counts, chunk, _rows(counted, n_train))
+            yield chunk, n_train
 
     def chunks(
         self, split: str | None = None
@@ -472,13 +486,9 @@ class DataStream:
         if split not in _SPLITS:
             msg = f"split must be one of {_SPLITS}, not {split!r}"
             raise ValueError(msg)
-        for chunk in self._pass(split):
-            if split is None:
-                yield chunk.x, chunk.mask, chunk.y
-                continue
-            n_train = len(chunk.y) - int(chunk.validation.sum())
-            rows = slice(n_train, None) if split == "validation" else slice(None, n_train)
-            if len(chunk.y[rows]):
+        for chunk, n_train in self._pass(split, split):
+            rows = _rows(split, n_train)
+            if split is None or len(chunk.y[rows]):
                 yield chunk.x[rows], chunk.mask[rows], chunk.y[rows]
 
     def split_chunks(self) -> Iterator[tuple[tuple, tuple]]:
@@ -487,8 +497,7 @@ class DataStream:
         One read serves both splits: training can validate on rows it already
         read instead of reading the files twice per epoch. Shuffled like "train".
         """
-        for chunk in self._pass("train"):
-            n_train = len(chunk.y) - int(chunk.validation.sum())
+        for chunk, n_train in self._pass("train", None):
             yield (
                 (chunk.x[:n_train], chunk.mask[:n_train], chunk.y[:n_train]),
                 (chunk.x[n_train:], chunk.mask[n_train:], chunk.y[n_train:]),
@@ -571,3 +580,10 @@ class DataStream:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _rows(split: str | None, n_train: int) -> slice:
+    """The rows of ``split`` in a partitioned chunk: training rows come first."""
+    if split is None:
+        return slice(None)
+    return slice(n_train, None) if split == "validation" else slice(None, n_train)
