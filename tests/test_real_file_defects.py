@@ -388,6 +388,27 @@ def test_fixed_and_jagged_arrays_of_one_name_do_not_mix(fixed_file, tmp_path):
         mn.compute_specs([fixed_file, jagged], branches=["b"], cache=False, progress=False)
 
 
+@pytest.mark.slow
+def test_raw_events_with_fixed_size_arrays_are_served_as_in_training(fixed_file, tmp_path):
+    stream = mn.DataStream({0: fixed_file, 1: fixed_file}, max_len=2, progress=False)
+    trainer = mn.Trainer(stream, epochs=1)
+    trainer.fit(live_plot=False, progress=False)
+    events = [
+        {"a": a.tolist(), "b": b.tolist(), "x": float(x)}
+        for a, b, x in zip(FIXED_A, FIXED_B, range(6), strict=True)
+    ]
+    x, mask, _ = next(iter(mn.DataStream({0: fixed_file, 1: fixed_file}, specs=stream.spec,
+                                          shuffle=False, progress=False).chunks()))  # fmt: skip
+    with mn.tfaas.serve_in_background(tmp_path / "models") as server:
+        client = mn.TFaaSClient(server.url)
+        client.upload(trainer, name="fixed")
+        served = client.predict_raw("fixed", events)
+        np.testing.assert_allclose(served, trainer.predict(x[:6], mask[:6]), atol=1e-5)
+        with pytest.raises(mn.tfaas.TFaaSError, match=r"'a' must be a list of 10 numbers"):
+            client.predict_raw("fixed", [{**events[0], "a": [1.0, 2.0]}])
+    stream.close()
+
+
 # --- 10. truncated files: one line that says so ---------------------------------------------
 
 

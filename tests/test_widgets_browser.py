@@ -270,3 +270,15 @@ def test_specs_progress_is_measured(browser, tmp_path, monkeypatch):
     measured = [(value, text) for value, text in seen if "events" in text and " of " in text]
     assert measured[-1] == (1.0, "computing specs: 6,000 of 6,000 events")
     assert browser.spec.n_events == 6000
+
+
+def test_fixed_size_arrays_show_as_fixed(tmp_path):
+    path = tmp_path / "fixed.root"
+    with uproot.recreate(path) as file:
+        file.mktree("Events", {"a": np.dtype((np.float32, (4,))), "x": np.float64}).extend(
+            {"a": np.ones((5, 4), np.float32), "x": np.arange(5.0)}
+        )
+    browser = Browser(str(path))
+    browser.wait()
+    assert rows(browser)["a"][3].value == "fixed[4]"
+    assert rows(browser)["x"][3].value == "flat"

@@ -175,7 +175,7 @@ class ServedModel:
             except ValueError as err:
                 raise RequestError(400, f"model {self.name!r}: {err}") from None
         columns = {
-            branch.name: _column(events, branch.name, branch.jagged)
+            branch.name: _column(events, branch.name, branch.jagged, branch.fixed)
             for branch in self.spec.branches
             if not branch.jagged or branch.pad > 0
         }
@@ -192,8 +192,10 @@ class ServedModel:
         }
 
 
-def _column(events: Sequence, branch: str, jagged: bool):
+def _column(events: Sequence, branch: str, jagged: bool, fixed: int | None = None):
+    """One branch of raw events as awkward: numbers, lists (jagged) or ``fixed``-long lists."""
     values = []
+    listed = jagged or fixed is not None
     for i, event in enumerate(events):
         if not isinstance(event, Mapping):
             raise RequestError(400, f"event {i} is not an object of branch values")
@@ -201,18 +203,22 @@ def _column(events: Sequence, branch: str, jagged: bool):
             raise RequestError(400, f"event {i} has no branch {branch!r}")
         value = event[branch]
         ok = (
-            isinstance(value, list) and all(_is_number(v) for v in value)
-            if jagged
+            isinstance(value, list)
+            and all(_is_number(v) for v in value)
+            and (fixed is None or len(value) == fixed)
+            if listed
             else _is_number(value)
         )
         if not ok:
-            kind = "a list of numbers" if jagged else "a number"
+            kind = "a number"
+            if listed:
+                kind = "a list of numbers" if fixed is None else f"a list of {fixed} numbers"
             raise RequestError(400, f"event {i}: branch {branch!r} must be {kind}, not {value!r}")
         values.append(value)
     import awkward as ak
 
     if not jagged:
-        return ak.Array(np.asarray(values, dtype=np.float64))
+        return ak.Array(np.asarray(values, dtype=np.float64))  # [n] or [n, fixed]
 
     counts = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
     offsets = np.zeros(len(values) + 1, dtype=np.int64)

@@ -451,7 +451,7 @@ class Browser:
             box,
             button,
             w.HTML(html.escape(f"{info.typename} ({info.dtype})" if info.dtype else info.typename)),
-            w.HTML("jagged" if info.jagged else "flat"),
+            w.HTML(info.shape),
             w.HTML(usable),
         ]
 
