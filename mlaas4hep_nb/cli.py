@@ -69,6 +69,22 @@ def _cmd_make_data(args: argparse.Namespace) -> None:
         print(f"label {label}: " + " ".join(paths))
 
 
+def _cmd_datasets(args: argparse.Namespace) -> None:
+    from .datasets import available
+
+    rows = [
+        (d.name, d.size_text, "stream" if d.streamed else "download", d.tree, d.description)
+        for d in available()
+    ]
+    print(_table(rows, ("name", "size", "how", "tree", "description")))
+
+
+def _cmd_fetch(args: argparse.Namespace) -> None:
+    from .datasets import fetch
+
+    print(fetch(args.name, base_url=args.mirror, protocol=args.protocol))
+
+
 def _cmd_browse(args: argparse.Namespace) -> None:
     print(browse_text(args.paths, args.tree))
 
@@ -245,6 +261,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fmt", choices=("TTree", "RNTuple"), default="TTree")
     p.add_argument("--files", type=int, default=1, help="files per class")
     p.set_defaults(run=_cmd_make_data)
+
+    p = sub.add_parser("datasets", help="list the real public HEP files that fetch knows")
+    p.set_defaults(run=_cmd_datasets)
+
+    p = sub.add_parser("fetch", help="download a registered file (print its path) or its URL")
+    p.add_argument("name", help="a name from 'mlaas4hep-nb datasets'")
+    p.add_argument("--protocol", choices=("https", "root"), default="https", help="streamed: how")
+    p.add_argument("--mirror", help="base URL of a mirror ($MLAAS4HEP_DATA_URL)")
+    p.set_defaults(run=_cmd_fetch)
 
     p = sub.add_parser("browse", help="list trees and branches of ROOT files")
     p.add_argument("paths", nargs="+", help="files, globs or root:// / https:// URLs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import threading
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_offline_is_one_clear_error_naming_the_url_and_the_mirror_setting(tmp_pa
 
 
 def test_unknown_names_list_the_registered_ones():
-    with pytest.raises(KeyError, match="no dataset 'hzz'.*cms_hzz"):
+    with pytest.raises(ValueError, match="no dataset 'hzz'.*cms_hzz"):
         mn.datasets.fetch("hzz")
 
 
@@ -198,3 +199,19 @@ def test_a_download_cut_short_is_refused_and_not_kept(tmp_path):
             mn.datasets.fetch("cms_hzz", base_url=url, cache_dir=tmp_path, retries=1)
         thread.join(10)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_command_line_lists_and_fetches(data_mirror, capsys):
+    from mlaas4hep_nb.cli import main
+
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"cms_hzz\s+218 kB\s+download\s+events", out)
+    assert main(["fetch", "cms_zmumu"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith("uproot-Zmumu.root")
+    assert mn.list_trees(path)[0].entries == 2304
+    assert main(["fetch", "opendata_higgs_tautau_vbf", "--protocol", "root"]) == 0
+    assert capsys.readouterr().out.strip() == f"{data_mirror.url}/VBF_HToTauTau.root"
+    assert main(["fetch", "zmumu"]) == 2
+    assert "no dataset 'zmumu'" in capsys.readouterr().err

@@ -41,8 +41,8 @@ def _entry(name: str) -> Dataset:
         if dataset.name == name:
             return dataset
     names = ", ".join(d.name for d in REGISTRY)
-    msg = f"no dataset {name!r}; mlaas4hep_nb.datasets.available() lists them: {names}"
-    raise KeyError(msg)
+    msg = f"no dataset {name!r}; the registered ones are {names}"
+    raise ValueError(msg)
 
 
 def data_cache_dir() -> Path:
@@ -169,8 +169,8 @@ def fetch(
 
     Raises
     ------
-    KeyError
-        ``name`` is not registered.
+    ValueError
+        ``name`` is not registered, or ``protocol`` is not one it has.
     DataFetchError
         The file cannot be downloaded (the message names the URL and the mirror
         setting), or its download does not match the registered sha256 (then
