@@ -35,6 +35,7 @@ __all__ = [
     "open_file",
     "open_tree",
     "read_columns",
+    "shape_name",
     "tree_names",
 ]
 
@@ -57,6 +58,13 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def shape_name(jagged: bool, fixed: int | None) -> str:
+    """How a column becomes features: ``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
+    if fixed is not None:
+        return f"fixed[{fixed}]"
+    return "jagged" if jagged else "flat"
+
+
 @dataclass(frozen=True)
 class Column:
     """One readable column: its name, numeric dtype, list depth and why it is unusable.
@@ -76,6 +84,10 @@ class Column:
     @property
     def jagged(self) -> bool:
         return self.depth >= 1 and self.fixed is None
+
+    @property
+    def shape(self) -> str:
+        return shape_name(self.jagged, self.fixed)
 
     @property
     def supported(self) -> bool:

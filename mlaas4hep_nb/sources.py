@@ -11,7 +11,15 @@ import numpy as np
 from .errors import SchemaError
 from .parallel import map_ordered
 from .paths import PathLike, expand
-from .rootio import columns, kind_of, open_file, open_tree, read_columns, tree_names
+from .rootio import (
+    columns,
+    kind_of,
+    open_file,
+    open_tree,
+    read_columns,
+    shape_name,
+    tree_names,
+)
 
 __all__ = ["BranchInfo", "TreeInfo", "branches", "list_trees", "preview"]
 
@@ -53,9 +61,7 @@ class BranchInfo:
     @property
     def shape(self) -> str:
         """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
-        if self.fixed is not None:
-            return f"fixed[{self.fixed}]"
-        return "jagged" if self.jagged else "flat"
+        return shape_name(self.jagged, self.fixed)
 
     def to_dict(self) -> dict:
         return asdict(self)

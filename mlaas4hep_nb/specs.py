@@ -21,7 +21,7 @@ from .expressions import cut_symbols, evaluate_cut, read_with_aliases
 from .parallel import map_ordered
 from .paths import PathLike, expand, file_identity
 from .progress import progress_bar
-from .rootio import Column, open_tree
+from .rootio import Column, open_tree, shape_name
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 
 __all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "check_max_len", "compute_specs"]
@@ -58,11 +58,9 @@ class BranchSpec:
     fixed: int | None = None
 
     @property
-    def kind(self) -> str:
+    def shape(self) -> str:
         """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
-        if self.fixed is not None:
-            return f"fixed[{self.fixed}]"
-        return "jagged" if self.jagged else "flat"
+        return shape_name(self.jagged, self.fixed)
 
     @property
     def features(self) -> list[str]:
@@ -142,9 +140,9 @@ class FeatureSpec:
     def summary(self) -> str:
         """A text table: one row per branch, the name column as wide as the longest name."""
         name_width = max([len("branch"), *(len(b.name) for b in self.branches)])
-        kind_width = max([len("jagged"), *(len(b.kind) for b in self.branches)])
+        shape_width = max([len("jagged"), *(len(b.shape) for b in self.branches)])
         head = (
-            f"{'branch':<{name_width}} {'kind':<{kind_width}} {'pad':>4} "
+            f"{'branch':<{name_width}} {'kind':<{shape_width}} {'pad':>4} "
             f"{'min':>11} {'max':>11} {'mean':>11} {'std':>11} {'nan/inf':>7}"
         )
         rows = [head, "-" * len(head)]
@@ -153,9 +151,8 @@ class FeatureSpec:
                 f"{v:>11.4g}" if v is not None else f"{'-':>11}"
                 for v in (b.min, b.max, b.mean, b.std)
             )
-            rows.append(
-                f"{b.name:<{name_width}} {b.kind:<{kind_width}} {b.pad:>4} {stats} {b.nonfinite:>7}"
-            )
+            where = f"{b.name:<{name_width}} {b.shape:<{shape_width}} {b.pad:>4}"
+            rows.append(f"{where} {stats} {b.nonfinite:>7}")
         rows.append(
             f"{self.n_features} features from {len(self.branches)} branches, "
             f"{self.n_events} events in {len(self.files)} files"

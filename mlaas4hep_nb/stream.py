@@ -244,7 +244,7 @@ class DataStream:
         for column, branch in zip(selected, specs.branches, strict=True):
             if (column.jagged, column.fixed) != (branch.jagged, branch.fixed):
                 msg = (
-                    f"branch {column.name!r} is {branch.kind} in the spec but not in "
+                    f"branch {column.name!r} is {branch.shape} in the spec but not in "
                     f"{metas[0].path} ({column.typename})"
                 )
                 raise SchemaError(msg)

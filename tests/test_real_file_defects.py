@@ -370,7 +370,7 @@ def test_fixed_size_arrays_give_all_their_values_as_real_features(fixed_file):
     stream, x, mask, _ = stream_all({0: [fixed_file]}, normalize=None)
     names = [f"a_{i}" for i in range(10)] + ["b_0", "b_1", "b_2", "x"]
     assert stream.features == names
-    assert stream.spec.branch("a").kind == "fixed[10]"
+    assert stream.spec.branch("a").shape == "fixed[10]"
     assert not stream.spec.branch("a").jagged
     assert mask.all()
     np.testing.assert_array_equal(x[:, :10], FIXED_A.astype(np.float32))
