@@ -11,7 +11,7 @@ from .expressions import read_with_aliases
 from .parallel import map_ordered
 from .rootio import Column, classify, cluster_starts, columns, open_tree
 
-__all__ = ["DEFAULT_EXCLUDE", "FileMeta", "aliases_by_file", "scan", "select"]
+__all__ = ["DEFAULT_EXCLUDE", "FileMeta", "alias_column", "aliases_by_file", "scan", "select"]
 
 #: Bookkeeping branches that are never physics features.
 DEFAULT_EXCLUDE = ("run", "event", "luminosityBlock")
@@ -31,7 +31,7 @@ class FileMeta:
     clusters: tuple[int, ...]
 
 
-def _alias_column(handle, name: str, expression: str, where: str) -> Column:
+def alias_column(handle, name: str, expression: str, where: str) -> Column:
     """An alias as a column: its type is that of its value on the first entries."""
     sample = read_with_aliases(
         handle, [name], 0, min(64, handle.num_entries), {name: expression}, where
@@ -44,7 +44,7 @@ def _meta(path: str, tree: str, aliases: Mapping[str, str]) -> FileMeta:
     handle = open_tree(path, tree)
     found = columns(handle)
     for name, expression in aliases.items():
-        found[name] = _alias_column(handle, name, expression, f"{path}:{tree}")
+        found[name] = alias_column(handle, name, expression, f"{path}:{tree}")
     return FileMeta(path, int(handle.num_entries), found, tuple(cluster_starts(handle)))
 
 

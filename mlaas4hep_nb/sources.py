@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import awkward as ak
@@ -12,6 +13,7 @@ from .errors import SchemaError
 from .parallel import map_ordered
 from .paths import PathLike, expand
 from .rootio import (
+    Column,
     columns,
     kind_of,
     open_file,
@@ -20,8 +22,18 @@ from .rootio import (
     shape_name,
     tree_names,
 )
+from .selection import alias_column
 
-__all__ = ["BranchInfo", "TreeInfo", "branches", "list_trees", "preview"]
+__all__ = [
+    "BranchInfo",
+    "Catalog",
+    "TreeInfo",
+    "alias_info",
+    "branches",
+    "catalog",
+    "list_trees",
+    "preview",
+]
 
 
 def __dir__() -> list[str]:
@@ -95,22 +107,68 @@ def list_trees(path: PathLike) -> list[TreeInfo]:
     return list(merged.values())
 
 
+def _info(column: Column) -> BranchInfo:
+    return BranchInfo(
+        name=column.name,
+        dtype=column.dtype,
+        jagged=column.jagged,
+        title=column.title,
+        typename=column.typename,
+        supported=column.supported,
+        reason=column.problem,
+        fixed=column.fixed,
+    )
+
+
 def branches(path: PathLike, tree: str = "Events") -> list[BranchInfo]:
     """The branches of ``tree`` in the (first) file, unsupported types flagged, not hidden."""
     first = expand(path)[0]
-    return [
-        BranchInfo(
-            name=col.name,
-            dtype=col.dtype,
-            jagged=col.jagged,
-            title=col.title,
-            typename=col.typename,
-            supported=col.supported,
-            reason=col.problem,
-            fixed=col.fixed,
-        )
-        for col in columns(open_tree(first, tree)).values()
-    ]
+    return [_info(column) for column in columns(open_tree(first, tree)).values()]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The branches of one tree across files: their union in order, and where each is.
+
+    Attributes
+    ----------
+    files : the files read, in order.
+    branches : every branch of any file, first seen first (as that file has it).
+    holders : branch name -> the files that hold it.
+    """
+
+    tree: str
+    files: tuple[str, ...]
+    branches: tuple[BranchInfo, ...]
+    holders: Mapping[str, frozenset[str]]
+
+    def count(self, name: str, files: Sequence[str]) -> int:
+        """How many of ``files`` hold the branch ``name``."""
+        held = self.holders.get(name, frozenset())
+        return sum(path in held for path in files)
+
+
+def catalog(path: PathLike, tree: str = "Events") -> Catalog:
+    """The branches of ``tree`` in every file (read in parallel), for files of other schemas."""
+    files = expand(path)
+    found: dict[str, BranchInfo] = {}
+    holders: dict[str, set[str]] = {}
+    listed = map_ordered(lambda file: columns(open_tree(file, tree)), files)
+    for file, file_columns in zip(files, listed, strict=True):
+        for name, column in file_columns.items():
+            found.setdefault(name, _info(column))
+            holders.setdefault(name, set()).add(file)
+    frozen = {name: frozenset(paths) for name, paths in holders.items()}
+    return Catalog(tree, tuple(files), tuple(found.values()), frozen)
+
+
+def alias_info(path: str, tree: str, name: str, expression: str) -> BranchInfo:
+    """An alias evaluated on the first entries of ``path``: its type, or a `SchemaError`.
+
+    The same check `DataStream` and `compute_specs` make of ``aliases=``, on one file.
+    """
+    where = f"{path}:{tree}"
+    return _info(alias_column(open_tree(path, tree), name, expression, where))
 
 
 def _axis(values: np.ndarray, dtype: str, bins: int, name: str) -> hist.axis.AxisProtocol:

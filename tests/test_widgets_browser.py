@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import awkward as ak
 import numpy as np
@@ -12,14 +13,17 @@ import uproot
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.widgets import Browser, Selection
 from mlaas4hep_nb.widgets._common import Status
-from mlaas4hep_nb.widgets.browser import matches, tree_options
+from mlaas4hep_nb.widgets.browser import tree_options
+from mlaas4hep_nb.widgets.labels import NOT_USED
 
 
 def rows(browser: Browser) -> dict[str, tuple]:
-    """The branch table as {name: (checkbox, name button, type, shape, usable)}."""
-    cells = browser.branch_table.children[5:]
-    table = [cells[i : i + 5] for i in range(0, len(cells), 5)]
-    return {row[1].description: tuple(row) for row in table}
+    """The page of the branch table: {name or "group:NAME": (box, name, type, shape, in files,
+    usable)}."""
+    return {
+        (f"group:{row.key}" if row.kind == "group" else row.key): tuple(widgets)
+        for row, widgets in browser.table.shown()
+    }
 
 
 @pytest.fixture
@@ -34,38 +38,90 @@ def test_open_shows_trees_branches_and_labels(browser, tth):
     assert browser.files_opened == [*tth[1], *tth[0]]
     assert browser.tree == "Events"
     assert browser.tree_list.options == (("• Events  (TTree, 6,000 entries, 4 files)", "Events"),)
+    table = rows(browser)  # groups folded: the event numbers, then one row per collection
+    assert list(table) == [
+        "run",
+        "luminosityBlock",
+        "event",
+        "group:Jet",
+        "group:Electron",
+        "group:Muon",
+        "group:MET",
+    ]
+    assert table["group:Jet"][1].description == "▸ Jet (6)"
+    table["group:Jet"][1].click()  # unfold
     table = rows(browser)
-    assert set(table) == {b.name for b in mn.branches(tth[1][0], "Events")}
-    _, _, kind, shape, usable = table["Jet_pt"]
+    assert table["group:Jet"][1].description == "▾ Jet (6)"
+    _, _, kind, shape, files, usable = table["Jet_pt"]
     assert "float32" in kind.value
     assert shape.value == "jagged"
-    assert rows(browser)["MET_pt"][3].value == "flat"
+    assert files.value == "0: 2/2 · 1: 2/2"
     assert usable.value == "✓"
+    browser.expand()
+    assert {row.key for row in browser.table.rows if row.kind == "branch"} == {
+        b.name for b in mn.branches(tth[1][0], "Events")
+    }
+    assert rows(browser)["MET_pt"][3].value == "flat"
     assert browser.files == tth
     menus = [row.children[0] for row in browser.label_rows.children]
     assert [m.value for m in menus] == [1, 1, 0, 0]
     assert browser.status.message.startswith("4 file(s), 1 tree(s)")
 
 
-def test_filter_checkboxes_and_pick_shown(browser):
-    browser.filter_box.value = "Jet_*"
-    assert list(rows(browser)) == ["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepB"]
-    browser.pick_shown.click()
+def test_filter_picks_and_groups(browser):
+    browser.filter("Jet_*")
+    assert list(rows(browser)) == [
+        "group:Jet",
+        "Jet_pt",
+        "Jet_eta",
+        "Jet_phi",
+        "Jet_mass",
+        "Jet_btagDeepB",
+    ]
+    assert rows(browser)["group:Jet"][1].description == "Jet (5 of 6)"
+    browser.pick_matching.click()
     assert browser.picked == ["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepB"]
+    assert rows(browser)["group:Jet"][0].value is True  # the group's box: all of it picked
     rows(browser)["Jet_eta"][0].value = False  # untick a box
-    browser.filter_box.value = "met"  # plain text: any part, any case
-    assert list(rows(browser)) == ["MET_pt", "MET_phi"]
+    assert rows(browser)["group:Jet"][0].value is False
+    browser.filter("met")  # names are case-sensitive, and exact without a wildcard
+    assert rows(browser) == {}
+    assert "nothing matches 'met'" in browser.table.message.value
+    assert "try *MET*" in browser.table.message.value
+    browser.filter("MET")  # a group by its name
+    assert list(rows(browser)) == ["group:MET", "MET_pt", "MET_phi"]
     rows(browser)["MET_pt"][0].value = True
-    browser.filter_box.value = ""
-    assert browser.picked == ["Jet_pt", "Jet_phi", "Jet_mass", "Jet_btagDeepB", "MET_pt"]
-    assert rows(browser)["Jet_pt"][0].value is True
-    assert "5 picked" in browser.picked_label.value
+    browser.filter("Muon")
+    rows(browser)["group:Muon"][0].value = True  # the whole collection in one click
+    assert [n for n in browser.picked if "Muon" in n] == [
+        "nMuon",
+        "Muon_pt",
+        "Muon_eta",
+        "Muon_phi",
+        "Muon_charge",
+    ]
+    browser.filter("")
+    assert browser.picked[:5] == ["Jet_pt", "Jet_phi", "Jet_mass", "Jet_btagDeepB", "nMuon"]
+    assert "10 picked" in browser.picked_label.value
+    assert "mlaas4hep-oneline" in browser.picked_label.value  # one line, the rest in its title
     browser.clear_picks.click()
     assert browser.picked == []
+    browser.expand()
     assert not any(row[0].value for row in rows(browser).values())
 
 
+def test_typing_in_the_filter_waits_for_a_pause(browser):
+    for text in ("n", "nJ", "nJe", "nJet"):
+        browser.filter_box.value = text  # as keystrokes arrive
+    assert "group:Electron" in rows(browser)  # not yet filtered
+    deadline = time.monotonic() + 5
+    while "group:Electron" in rows(browser) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(rows(browser)) == ["group:Jet", "nJet"]
+
+
 def test_clicking_a_branch_shows_its_histogram(browser, tth):
+    browser.expand("Jet")
     rows(browser)["nJet"][1].click()
     browser.wait()
     assert browser.previewed == "nJet"
@@ -118,10 +174,11 @@ def test_labels_editor_assigns_files_to_classes(tth):
     browser.wait()
     assert browser.files == {}
     menus = [row.children[0] for row in browser.label_rows.children]
-    assert [m.options[0] for m in menus] == [("not used", None)] * 4
+    assert [m.options[0] for m in menus] == [("not used", NOT_USED)] * 4
+    assert [m.label for m in menus] == ["not used"] * 4  # shown, not a blank menu
     with pytest.raises(ValueError, match="at least two classes"):
         browser.to_stream()
-    for menu, label in zip(menus, [1, None, 0, 0], strict=True):
+    for menu, label in zip(menus, [1, NOT_USED, 0, 0], strict=True):
         menu.value = label
     assert browser.files == {0: tth[0], 1: [tth[1][0]]}
     browser.set_label("*tth_1.root", 1)
@@ -172,10 +229,10 @@ def test_nested_directories_and_rntuples_in_the_tree(tmp_path, tth_rntuple):
         "\u00a0\u00a0\u00a0• ntuple  (RNTuple, 4 entries)",
     ]
     assert browser.tree == "a/ntuple"
-    box, _, _, _, usable = rows(browser)["s"]
+    box, _, _, _, _, usable = rows(browser)["s"]
     assert box.disabled
     assert "strings" in usable.value
-    with pytest.raises(KeyError, match="no supported branch matches 's'"):
+    with pytest.raises(KeyError, match="no usable branch or alias matches 's'"):
         browser.pick("s")
     browser.tree_list.value = "a/"  # a directory: nothing to load
     assert browser.tree == "a/ntuple"
@@ -224,7 +281,7 @@ def test_http_and_xrootd_urls(http_url, xrootd_url):
 def test_real_files(shared_data):
     browser = Browser(str(shared_data / "uproot-Zmumu.root"), tree="events")
     browser.wait()
-    box, _, _, _, usable = rows(browser)["Type"]
+    box, _, _, _, _, usable = rows(browser)["Type"]
     assert box.disabled
     assert "strings" in usable.value
     browser.pick("E1", "pt*")
@@ -233,10 +290,6 @@ def test_real_files(shared_data):
 
 
 def test_helpers():
-    assert matches("Jet_pt", "jet")
-    assert matches("Jet_pt", "Jet_*")
-    assert not matches("nJet", "Jet_*")
-    assert matches("anything", " ")
     info = mn.TreeInfo("d/t", "TTree", 1234, 2)
     assert tree_options([info]) == [
         ("▾ d/", "d/"),
@@ -282,3 +335,166 @@ def test_fixed_size_arrays_show_as_fixed(tmp_path):
     browser.wait()
     assert rows(browser)["a"][3].value == "fixed[4]"
     assert rows(browser)["x"][3].value == "flat"
+
+
+# --- a thousand branches ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wide_file(tmp_path_factory) -> str:
+    """A NanoAOD-like tree of 55 collections (counter + 18 columns each): 1,045 branches."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 4, 50)
+    columns = {
+        f"Coll{c:02d}": ak.zip(
+            {f"f{k:02d}": ak.unflatten(rng.random(int(counts.sum())), counts) for k in range(18)}
+        )
+        for c in range(55)
+    }
+    path = tmp_path_factory.mktemp("wide") / "wide.root"
+    with uproot.recreate(path) as file:
+        file.mktree("Events", {name: value.type.content for name, value in columns.items()})
+        file["Events"].extend(columns)
+    return str(path)
+
+
+def widget_count() -> int:
+    from ipywidgets.widgets.widget import _instances
+
+    return len(_instances)
+
+
+def test_a_thousand_branches_page_by_page_with_a_flat_widget_count(wide_file):
+    browser = Browser(wide_file, page_size=40)
+    browser.wait()
+    names = [b.name for b in browser.branch_infos]
+    assert len(names) == 55 * 19
+    groups = [row for row in browser.table.rows if row.kind == "group"]
+    assert len(groups) == 55  # folded: one row per collection
+    assert groups[0].text == "▸ Coll00 (19)"
+    assert browser.table.position.value == "rows 1–40 of 55 · page 1 of 2"
+    browser.expand()
+    assert browser.table.position.value == f"rows 1–40 of {55 * 20:,} · page 1 of 28"
+    seen = []
+    for _ in range(browser.table.pages):  # every branch is on some page
+        seen += [row.key for row in browser.table.visible if row.kind == "branch"]
+        browser.table.next.click()
+    assert seen == names
+    assert browser.table.next.disabled
+    first = widget_count()
+    patterns = ["Coll1*_f0*", "*_f17", "Coll42", "nColl07", "x*", "Coll0*", "", "coll00_f00"]
+    for i in range(30):
+        browser.filter(patterns[i % len(patterns)])
+    assert abs(widget_count() - first) <= 0.1 * first
+    browser.filter("Coll42")
+    assert [row.key for row in browser.table.visible][:3] == ["Coll42", "nColl42", "Coll42_f00"]
+    browser.filter("coll00_f00")
+    assert "did you mean 'Coll00_f00'?" in browser.table.message.value
+
+
+# --- files of other schemas, aliases per class, a class per event ----------------------------
+
+
+@pytest.fixture(scope="module")
+def two_schemas(tmp_path_factory) -> dict[int, str]:
+    """H->ZZ-like signal (nMuon, Muon_Px, Muon_Py) and Z->mumu-like background (pt1, pt2)."""
+    folder = tmp_path_factory.mktemp("schemas")
+    rng = np.random.default_rng(5)
+    n = 2000
+    counts = rng.integers(1, 5, n)
+    total = int(counts.sum())
+    signal = {
+        "Muon": ak.zip(
+            {
+                "Px": ak.unflatten(rng.normal(0, 45, total).astype(np.float32), counts),
+                "Py": ak.unflatten(rng.normal(0, 45, total).astype(np.float32), counts),
+            }
+        ),
+        "MET_px": rng.normal(0, 30, n).astype(np.float32),
+    }
+    background = {
+        "pt1": rng.exponential(25, n).astype(np.float32),
+        "pt2": rng.exponential(15, n).astype(np.float32),
+        "MET_px": rng.normal(0, 20, n).astype(np.float32),
+    }
+    paths = {}
+    for label, columns in ((1, signal), (0, background)):
+        path = folder / f"sample_{label}.root"
+        types = {
+            k: v.type.content if isinstance(v, ak.Array) else v.dtype for k, v in columns.items()
+        }
+        with uproot.recreate(path) as file:
+            file.mktree("events", types)
+            file["events"].extend(columns)
+        paths[label] = str(path)
+    return paths
+
+
+MU_PT = {1: {"mu_pt": "max(sqrt(Muon_Px**2 + Muon_Py**2))"}, 0: {"mu_pt": "fmax(pt1, pt2)"}}
+
+
+def test_files_of_other_schemas_train_through_the_workbench(two_schemas):
+    from mlaas4hep_nb.widgets import Workbench
+
+    wb = Workbench(two_schemas, aliases=MU_PT, browser={"tree": "events"}, training={"epochs": 2})
+    browser = wb.browser
+    browser.wait()
+    browser.filter("Muon_Px")  # the signal file's branch: missing in the background file
+    box, _, _, _, files, usable = rows(browser)["Muon_Px"]
+    assert "0: 0/1 · 1: 1/1" in files.value
+    assert box.disabled
+    assert "missing in some files" in usable.value
+    browser.filter("MET_px")
+    box, _, _, _, files, usable = rows(browser)["MET_px"]
+    assert (files.value, usable.value, box.disabled) == ("0: 1/1 · 1: 1/1", "✓", False)
+    browser.filter("mu_pt")
+    _, _, kind, shape, files, usable = rows(browser)["mu_pt"]
+    assert (kind.value, usable.value, files.value) == ("= alias", "✓", "0: alias · 1: alias")
+    assert "float32" in shape.value
+
+    editor = browser.alias_editor  # a second alias, typed class by class as a user would
+    editor.target.value, editor.name.value, editor.expression.value = 1, "n_mu", "nMuon"
+    editor.set_button.click()
+    browser.filter("n_mu")
+    assert "not defined for class 0" in rows(browser)["n_mu"][5].value
+    editor.target.value, editor.name.value, editor.expression.value = 0, "n_mu", "2 + 0 * pt1"
+    editor.set_button.click()
+    assert rows(browser)["n_mu"][5].value == "✓"
+    editor.name.value, editor.expression.value = "bad", "Muon_Px * 2"
+    editor.set_button.click()  # for class 0, whose file has no Muon_Px: refused on the spot
+    listing = " ".join(row.children[2].value for row in editor.listing.children)
+    assert "✗ 'Muon_Px * 2' names 'Muon_Px', which is not a branch of" in listing
+    editor.remove("bad")
+
+    browser.pick("mu_pt", "n_mu", "MET_px")
+    browser.specs_button.click()
+    browser.wait()
+    assert browser.spec.features == ["mu_pt", "n_mu", "MET_px"]
+    wb.widget.selected_index = 1
+    wb.training.train_button.click()
+    wb.training.wait()
+    assert wb.training.result["auc"] > 0.6
+    assert wb.training.stream.spec is browser.spec
+
+
+def test_nothing_picked_takes_the_branches_every_file_has(two_schemas):
+    browser = Browser(two_schemas, tree="events", aliases=MU_PT)
+    browser.wait()
+    assert browser.selection.branches == ["mu_pt", "MET_px"]
+    browser.compute_specs(wait=True)
+    assert browser.spec.features == ["mu_pt", "MET_px"]
+
+
+def test_one_file_feeds_both_classes_by_an_expression(tth):
+    browser = Browser(tth[1][0], label="nJet >= 7", branches=["MET_pt", "Jet_pt"], max_len=4)
+    browser.wait()
+    assert browser.label_editor.mode.value == "event"
+    assert browser.selection.label == "nJet >= 7"
+    stream = browser.to_stream()
+    y = np.concatenate([part[2] for part in stream.chunks()])
+    n_jet = uproot.open(tth[1][0])["Events"]["nJet"].array(library="np")
+    assert np.bincount(y.astype(int)).tolist() == [int((n_jet < 7).sum()), int((n_jet >= 7).sum())]
+    assert stream.features == [f"Jet_pt_{i}" for i in range(4)] + ["MET_pt"]
+    browser.label_editor.mode.value = "file"  # back to a class per file: none is labelled yet
+    with pytest.raises(ValueError, match="at least two classes"):
+        browser.to_stream()

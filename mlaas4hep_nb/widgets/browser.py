@@ -6,6 +6,7 @@ import fnmatch
 import html
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,24 +14,30 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from ..branch_groups import filter_names, group_names, no_match_hint
 from ..paths import expand
-from ..sources import branches as list_branches
-from ..sources import list_trees, preview
+from ..sources import alias_info, catalog, list_trees, preview
 from ..specs import cache_dir, compute_specs
 from ._common import Job, Status, figure_png, image_box, new_figure
+from .aliases import EVERY_CLASS, AliasEditor
+from .branch_table import BranchTable, Row
 from .cluster import cluster_html
+from .labels import LabelEditor
 
 if TYPE_CHECKING:
     import hist
 
-    from ..sources import BranchInfo, TreeInfo
+    from ..sources import BranchInfo, Catalog, TreeInfo
     from ..specs import FeatureSpec
     from ..stream import DataStream
 
-__all__ = ["Browser", "Selection"]
+__all__ = ["LABEL_ALIAS", "Browser", "Selection"]
 
+#: the alias that holds each event's class when an expression gives it
+LABEL_ALIAS = "class_label"
 _MAX_RECENT = 12
-_GLOB = set("*?[")
+_DEBOUNCE = 0.15  # seconds of quiet typing before the filter applies
+_RED, _GREEN, _ORANGE = "#c62828", "#2e7d32", "#e65100"
 
 
 def __dir__() -> list[str]:
@@ -41,17 +48,25 @@ def __dir__() -> list[str]:
 class Selection:
     """What the Browser hands to code: labelled files, tree, branches, options and the specs.
 
-    ``files`` maps each class (0..K-1) to its files; ``branches`` are in the
-    tree's order (empty: every supported branch); ``spec`` is None until
-    computed for exactly this selection.
+    ``files`` maps each class (0..K-1) to its files; or, when ``label`` is an
+    expression giving each event's class, it lists the files. ``branches`` are
+    in the tree's order (empty: every supported branch); ``aliases`` are the
+    computed features, ``{label: {name: expression}}`` or ``{name: expression}``;
+    ``spec`` is None until computed for exactly this selection.
     """
 
-    files: dict[int, list[str]]
+    files: dict[int, list[str]] | list[str]
     tree: str
     branches: list[str] = field(default_factory=list)
     max_len: int | None = None
     cut: str | None = None
     spec: FeatureSpec | None = None
+    aliases: dict = field(default_factory=dict)
+    label: str | None = None
+
+    def sources(self) -> dict[int, list[str]] | list[str]:
+        """The first argument of `DataStream` and `compute_specs`."""
+        return self.files
 
     def stream_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `DataStream` for this selection (all but the sources)."""
@@ -60,7 +75,11 @@ class Selection:
             "branches": self.branches or None,
             "max_len": self.max_len,
             "cut": self.cut,
+            "aliases": dict(self.aliases) or None,
         }
+        if self.label is not None:
+            kwargs["label"] = LABEL_ALIAS
+            kwargs["aliases"] = {**self.aliases, LABEL_ALIAS: self.label}
         if self.spec is not None:
             kwargs["specs"] = self.spec
         return kwargs
@@ -69,22 +88,30 @@ class Selection:
         """A `DataStream` over these files; ``kwargs`` add to or override the selection."""
         from ..stream import DataStream
 
-        if len(self.files) < 2:
+        if self.label is None and len(self.files) < 2:
             have = f"only class {sorted(self.files)}" if self.files else "no labelled files"
             msg = (
                 f"training needs files of at least two classes, and there are {have}: "
-                "assign labels to the files (Browser labels editor, or Browser(labels=...))"
+                "assign labels to the files (Browser labels editor, or Browser(labels=...)), "
+                "or give each event's class by an expression (per event)"
             )
             raise ValueError(msg)
         return DataStream(self.files, **{**self.stream_kwargs(), **kwargs})
 
     def to_dict(self) -> dict[str, Any]:
+        files = (
+            {label: list(paths) for label, paths in self.files.items()}
+            if isinstance(self.files, Mapping)
+            else list(self.files)
+        )
         return {
-            "files": {label: list(paths) for label, paths in self.files.items()},
+            "files": files,
             "tree": self.tree,
             "branches": list(self.branches),
             "max_len": self.max_len,
             "cut": self.cut,
+            "aliases": dict(self.aliases),
+            "label": self.label,
             "spec": self.spec.to_dict() if self.spec is not None else None,
         }
 
@@ -128,16 +155,6 @@ def tree_options(infos: Sequence[TreeInfo]) -> list[tuple[str, str]]:
     return options
 
 
-def matches(name: str, pattern: str) -> bool:
-    """A glob (``Jet_*``) matches the whole name; plain text matches any part, any case."""
-    pattern = pattern.strip()
-    if not pattern:
-        return True
-    if _GLOB & set(pattern):
-        return fnmatch.fnmatchcase(name, pattern)
-    return pattern.lower() in name.lower()
-
-
 def histogram_png(histogram: hist.Hist, title: str) -> bytes:
     """A step plot of a one-dimensional histogram, as PNG bytes."""
     fig, ax = new_figure(5.0, 3.0)
@@ -148,35 +165,51 @@ def histogram_png(histogram: hist.Hist, title: str) -> bytes:
     return figure_png(fig)
 
 
+def _colored(text: str, color: str) -> str:
+    return f'<span style="color:{color}">{html.escape(text, quote=False)}</span>'
+
+
 class Browser:
     """Browse ROOT files, pick branches and labels, compute the FeatureSpec.
 
-    A view over `mlaas4hep_nb.list_trees`, `branches`, `preview` and
+    A view over `mlaas4hep_nb.list_trees`, `sources.catalog`, `preview` and
     `compute_specs`: everything it shows comes from those calls, and every
-    button has a method that code can call (`open`, `pick`, `set_label`,
-    `show_preview`, `compute_specs`).
+    button has a method that code can call (`open`, `filter`, `pick`,
+    `set_label`, `show_preview`, `compute_specs`).
+
+    The branch table holds every branch of every opened file, grouped as
+    NanoAOD groups them (``nJet`` and ``Jet_*`` are the group ``Jet``; a click
+    on a group folds or unfolds it, its box picks all of it), a page at a
+    time. Its "in files" column counts, per class, the files that hold each
+    branch: a branch is usable when every file in use has it, or when it is an
+    alias defined for every class.
 
     Parameters
     ----------
     path : a path, URL, glob or a list of them to open at once; or
         ``{label: files}`` to open them with their labels set.
     tree : the tree to show first (default: the first one found).
-    branches : names or globs to pick at once.
+    branches : names or globs (branches or aliases) to pick at once.
     labels : ``{label: files}`` assigning opened files to classes.
+    label : an expression giving each event's class (``nJet >= 4``: True is 1),
+        instead of a class per file; one file can then feed every class.
+    aliases : computed features, ``{name: expression}`` for every class or
+        ``{label: {name: expression}}`` per class, as `DataStream` takes them.
     max_len, cut : the options of `compute_specs`.
     client : a ``dask.distributed.Client``: specs and streams run on its workers
         (the panel links its dashboard).
     preview_entries : entries read for a branch preview.
-    max_rows : branch rows shown at once (refine the filter to see others).
+    page_size : branch table rows on one page.
 
     Attributes
     ----------
     widget : the ipywidgets layout (displaying the Browser displays it).
     files_opened : every file opened, in order.
     trees : the `TreeInfo` of each tree in them.
-    branch_infos : the `BranchInfo` of each branch of the current tree.
+    catalog : the branches of the current tree across the files (`sources.Catalog`).
     spec : the `FeatureSpec` of the current selection, None until computed.
     histogram : the last previewed `hist.Hist`.
+    table : the `BranchTable` of the branch rows.
     """
 
     def __init__(
@@ -186,31 +219,38 @@ class Browser:
         branches: Sequence[str] | None = None,
         labels: Mapping[int, Any] | None = None,
         *,
+        label: str | None = None,
+        aliases: Mapping | None = None,
         max_len: int | None = None,
         cut: str | None = None,
         preview_entries: int = 100_000,
-        max_rows: int = 100,
+        page_size: int = 30,
         client: Any = None,
     ) -> None:
         self.client = client
         self.preview_entries = preview_entries
-        self.max_rows = max_rows
         self.files_opened: list[str] = []
         self.trees: list[TreeInfo] = []
-        self.branch_infos: list[BranchInfo] = []
+        self.catalog: Catalog | None = None
+        self._infos: dict[str, BranchInfo] = {}
         self.spec: FeatureSpec | None = None
         self.tree: str | None = None
-        self._showing_trees = False
         self.histogram: hist.Hist | None = None
         self.previewed: str | None = None
-        self._labels: dict[str, int | None] = {}
+        self._showing_trees = False
         self._picked: set[str] = set()
+        self._expanded: set[str] = set()
+        self._groups: dict[str, list[str]] = {}
+        self._group_of: dict[str, str] = {}
         self._pending_picks = list(branches or [])
         self._pending_tree = tree
         self._spec_for: Selection | None = None
+        self._timer: threading.Timer | None = None
+        self._typing = True  # filter_box changes come from the user (debounced)
+        self._table_lock = threading.RLock()
         self.status = Status()
         self.job = Job(self.status)
-        self._build(max_len, cut)
+        self._build(label, aliases, max_len, cut, page_size)
         if isinstance(path, Mapping):
             labels = {**path, **(labels or {})}
             path = [f for files in path.values() for f in expand(files)]
@@ -220,47 +260,50 @@ class Browser:
 
     # --- layout --------------------------------------------------------------------------
 
-    def _build(self, max_len: int | None, cut: str | None) -> None:
+    def _build(self, label, aliases, max_len, cut, page_size: int) -> None:
         self.path_box = w.Text(
             placeholder="file, glob, root://host//path or https:// URL (several: space-separated)",
             layout=w.Layout(flex="1 1 auto"),
         )
-        self.open_button = w.Button(description="Open", icon="folder-open", button_style="primary")
+        self.open_button = w.Button(
+            description="Open",
+            icon="folder-open",
+            button_style="primary",
+            layout=w.Layout(width="auto", flex="0 0 auto"),
+        )
         self.recent = w.Dropdown(
             options=[("recent paths", "")] + [(p, p) for p in _load_recent()],
-            layout=w.Layout(width="14em"),
+            layout=w.Layout(width="14em", flex="0 0 auto"),
         )
-        self.tree_list = w.Select(options=[], rows=5, layout=w.Layout(width="100%"))
-        self.filter_box = w.Text(placeholder="filter: Jet_* or pt", layout=w.Layout(width="14em"))
-        self.pick_shown = w.Button(description="Pick shown", icon="check-square")
-        self.clear_picks = w.Button(description="Clear", icon="square")
-        self.picked_label = w.HTML()
-        self.branch_table = w.GridBox(
-            layout=w.Layout(
-                grid_template_columns="2em minmax(8em, max-content) repeat(3, max-content)",
-                grid_gap="0 1em",
-                max_height="22em",
-                overflow="auto",
-                align_items="center",
-            )
+        self.tree_list = w.Select(options=[], rows=5, layout=w.Layout(width="auto"))
+        self.label_editor = LabelEditor(self._labels_changed, label)
+        self.alias_editor = AliasEditor(self._check_alias, self._aliases_changed, aliases)
+        self.aliases_box = w.Accordion([self.alias_editor.widget], selected_index=None)
+        self.filter_box = w.Text(
+            placeholder="filter: Jet_*, *_pt, MET_pt, or a group such as Jet",
+            tooltip="globs match whole names; without * or ? a name (or group) exactly; "
+            "names are case-sensitive",
+            layout=w.Layout(width="20em"),
         )
+        self.pick_matching = w.Button(
+            description="Pick matching",
+            icon="check-square",
+            tooltip="pick every usable branch the filter lets through, on all pages",
+            layout=w.Layout(width="auto", flex="0 0 auto"),
+        )
+        self.clear_picks = w.Button(
+            description="Clear", icon="square", layout=w.Layout(width="auto", flex="0 0 auto")
+        )
+        self.picked_label = w.HTML(layout=w.Layout(width="100%"))
+        self.table = BranchTable(page_size, self._row_checked, self._row_clicked)
         self.preview_image = image_box(max_width="420px")
-        self.classes = w.BoundedIntText(
-            value=2,
-            min=2,
-            max=50,
-            description="classes",
-            style={"description_width": "initial"},
-            layout=w.Layout(width="9em"),
-        )
-        self.label_rows = w.VBox(layout=w.Layout(max_height="14em", overflow="auto"))
         self.max_len_box = w.BoundedIntText(
             value=max_len or 0,
             min=0,
             max=10_000,
             description="pad ≤",
             tooltip="pad jagged branches to at most this length (0: the longest seen)",
-            layout=w.Layout(width="10em"),
+            layout=w.Layout(width="10em", flex="0 0 auto"),
         )
         self.cut_box = w.Text(
             value=cut or "",
@@ -268,7 +311,10 @@ class Browser:
             layout=w.Layout(flex="1 1 auto"),
         )
         self.specs_button = w.Button(
-            description="Compute specs", icon="calculator", button_style="success"
+            description="Compute specs",
+            icon="calculator",
+            button_style="success",
+            layout=w.Layout(width="auto", flex="0 0 auto"),
         )
         self.summary = w.HTML()
         self.cluster_line = w.HTML(cluster_html(self.client))
@@ -276,13 +322,13 @@ class Browser:
         self.open_button.on_click(lambda _: self.open(self.path_box.value.split()))
         self.recent.observe(self._recent_chosen, "value")
         self.tree_list.observe(self._tree_chosen, "value")
-        self.filter_box.observe(lambda _: self._fill_table(), "value")
-        self.pick_shown.on_click(lambda _: self.pick(*self.shown_branches()))
+        self.filter_box.observe(self._filter_typed, "value")
+        self.pick_matching.on_click(lambda _: self.pick(*self.matching_branches()))
         self.clear_picks.on_click(lambda _: self.clear())
-        self.classes.observe(lambda _: self._fill_labels(), "value")
         self.max_len_box.observe(lambda _: self._selection_changed(), "value")
         self.cut_box.observe(lambda _: self._selection_changed(), "value")
         self.specs_button.on_click(lambda _: self.compute_specs())
+        self._title_aliases()
 
         def section(title: str, *children: w.Widget, **layout: Any) -> w.VBox:
             return w.VBox([w.HTML(f"<b>{title}</b>"), *children], layout=w.Layout(**layout))
@@ -292,21 +338,24 @@ class Browser:
                 w.HBox([self.path_box, self.open_button, self.recent]),
                 w.HBox(
                     [
-                        section("Trees", self.tree_list, width="45%"),
-                        section("Labels", self.classes, self.label_rows, width="55%"),
-                    ]
+                        section("Trees", self.tree_list, width="35%", overflow="hidden"),
+                        section("Labels", self.label_editor.widget, width="65%"),
+                    ],
+                    layout=w.Layout(grid_gap="1em"),
                 ),
+                self.aliases_box,
                 w.HBox(
                     [
                         section(
                             "Branches",
-                            w.HBox([self.filter_box, self.pick_shown, self.clear_picks]),
+                            w.HBox([self.filter_box, self.pick_matching, self.clear_picks]),
                             self.picked_label,
-                            self.branch_table,
-                            width="60%",
+                            self.table.widget,
+                            width="64%",
                         ),
-                        section("Preview (click a branch name)", self.preview_image, width="40%"),
-                    ]
+                        section("Preview (click a branch name)", self.preview_image, width="36%"),
+                    ],
+                    layout=w.Layout(grid_gap="1em"),
                 ),
                 w.HBox([self.max_len_box, self.cut_box, self.specs_button]),
                 self.cluster_line,
@@ -336,16 +385,9 @@ class Browser:
         def done(result: tuple[list[str], list[TreeInfo]]) -> str:
             files, trees = result
             self.files_opened, self.trees = files, trees
-            self._labels = {f: self._labels.get(f) for f in files}
-            for label, group in self._pending_labels.items():
-                for f in expand(group):
-                    self._labels[f] = int(label)
+            self.label_editor.set_files(files, self._pending_labels)
             self._pending_labels = {}
-            used = [label for label in self._labels.values() if label is not None]
-            if used:
-                self.classes.value = max(self.classes.value, max(used) + 1)
             self._remember(shown)
-            self._fill_labels()
             names = [t.name for t in trees]
             tree = self._pending_tree if self._pending_tree in names else None
             tree = tree or (names[0] if names else None)
@@ -396,109 +438,260 @@ class Browser:
             self._show_trees(self.tree_list.options, self.tree)
 
     def _load_branches(self, tree: str | None) -> None:
-        infos = list_branches(self.files_opened, tree) if tree is not None else []
-        self.tree = tree
-        self.branch_infos = infos
-        names = {b.name for b in infos}
-        self._picked &= names
+        found = catalog(self.files_opened, tree) if tree is not None else None
+        with self._table_lock:
+            self.tree, self.catalog = tree, found
+            self._infos = {b.name: b for b in found.branches} if found is not None else {}
+            names = list(self._infos)
+            self._groups = group_names(names)
+            self._group_of = {n: g for g, members in self._groups.items() for n in members}
+            self._expanded &= set(self._groups)
+            self._picked &= set(names) | set(self.alias_editor.names)
+        self.table.set_name_width(max([len(n) for n in names] or [12]))
+        self.alias_editor.forget_checks()
+        self._classes_changed()
         if self._pending_picks:
             patterns, self._pending_picks = self._pending_picks, []
             self.pick(*patterns)
         self._selection_changed()
-        self._fill_table()
+        self._refresh_table(page=0)
 
-    # --- branches ------------------------------------------------------------------------
+    @property
+    def branch_infos(self) -> list[BranchInfo]:
+        """Every branch of the current tree in any opened file, first seen first."""
+        return list(self._infos.values())
 
-    def shown_branches(self) -> list[str]:
-        """The supported branches the filter lets through, in the tree's order."""
-        pattern = self.filter_box.value
-        return [b.name for b in self.branch_infos if b.supported and matches(b.name, pattern)]
+    # --- which files are in use, and which branches they all hold ------------------------
 
-    def _fill_table(self) -> None:
-        pattern = self.filter_box.value
-        rows = [b for b in self.branch_infos if matches(b.name, pattern)]
-        cells: list[w.Widget] = [
-            w.HTML(f"<b>{title}</b>") for title in ("", "branch", "type", "shape", "usable")
-        ]
-        for info in rows[: self.max_rows]:
-            cells.extend(self._row(info))
-        self.branch_table.children = cells
-        hidden = len(rows) - self.max_rows
-        more = f"; {hidden} more match, refine the filter to see them" if hidden > 0 else ""
-        self._update_picked_label(more)
+    def _files_in_use(self) -> dict[Any, list[str]]:
+        """The files that will be read, by class (one group, None, when events carry the class)."""
+        by_file = self.label_editor.files
+        if self.label_editor.mode.value == "file" and by_file:
+            return dict(by_file)
+        return {None: list(self.files_opened)}
 
-    def _row(self, info: BranchInfo) -> list[w.Widget]:
-        box = w.Checkbox(
-            value=info.name in self._picked,
-            disabled=not info.supported,
-            indent=False,
-            layout=w.Layout(width="2em"),
+    def _presence(self, name: str) -> tuple[str, bool]:
+        """The "in files" cell of a branch (HTML) and whether every file in use holds it."""
+        if self.catalog is None:
+            return "", False
+        groups = self._files_in_use()
+        counts = {k: (self.catalog.count(name, files), len(files)) for k, files in groups.items()}
+        everywhere = all(n == total for n, total in counts.values())
+        text = " · ".join(
+            f"{n}/{total}" if k is None else f"{k}: {n}/{total}" for k, (n, total) in counts.items()
         )
-        box.observe(lambda change, name=info.name: self._toggle(name, change["new"]), "value")
-        button = w.Button(
-            description=info.name,
-            tooltip=f"{info.title or info.name}: click for a histogram",
-            layout=w.Layout(width="auto", height="1.9em"),
-        )
-        button.add_class("mlaas4hep-branch")
-        button.on_click(lambda _, name=info.name: self.show_preview(name))
-        usable = (
-            "✓"
-            if info.supported
-            else f'<span style="color:#c62828">✗ {html.escape(info.reason or "")}</span>'
-        )
-        return [
-            box,
-            button,
-            w.HTML(html.escape(f"{info.typename} ({info.dtype})" if info.dtype else info.typename)),
-            w.HTML(info.shape),
-            w.HTML(usable),
-        ]
+        return (html.escape(text) if everywhere else _colored(text, _RED)), everywhere
 
-    def _toggle(self, name: str, on: bool) -> None:
-        if on:
-            self._picked.add(name)
+    def _usable(self, name: str) -> bool:
+        if name in self.alias_editor.names:
+            return self.alias_editor.status(name)[0]
+        info = self._infos.get(name)
+        return info is not None and info.supported and self._presence(name)[1]
+
+    # --- the branch table ----------------------------------------------------------------
+
+    def _constants(self) -> dict[str, str]:
+        """Branches the last specs found constant, with why (they carry no information)."""
+        if self.spec is None:
+            return {}
+        found = {n: why for n, why in self.spec.skipped.items() if why.startswith("constant")}
+        for branch in self.spec.branches:
+            if getattr(branch, "constant", False):
+                found[branch.name] = f"constant: every value is {branch.min:g}"
+        return found
+
+    def _branch_row(self, info: BranchInfo, constants: dict[str, str]) -> Row:
+        files, everywhere = self._presence(info.name)
+        usable = info.supported and everywhere
+        if not info.supported:
+            verdict = _colored(f"✗ {info.reason}", _RED)
+        elif not everywhere:
+            verdict = _colored("✗ missing in some files: alias it per class", _RED)
+        elif info.name in constants:
+            verdict = _colored(f"⚠ {constants[info.name]}", _ORANGE)
         else:
-            self._picked.discard(name)
-        self._update_picked_label()
+            verdict = "✓"
+        kind = f"{info.typename} ({info.dtype})" if info.dtype else info.typename
+        return Row(
+            key=info.name,
+            kind="branch",
+            text=info.name,
+            tooltip=f"{info.title or info.name}: click for a histogram",
+            type=html.escape(kind),
+            shape=info.shape,
+            files=files,
+            usable=verdict,
+            checked=info.name in self._picked,
+            enabled=usable,
+        )
+
+    def _alias_row(self, name: str) -> Row:
+        ok, text = self.alias_editor.status(name)
+        labels = self.alias_editor.labels or [EVERY_CLASS]
+        defined = [k for k in labels if self.alias_editor.expression_for(k, name) is not None]
+        where = " · ".join("every event" if k is None else f"{k}: alias" for k in defined)
+        return Row(
+            key=name,
+            kind="alias",
+            text=name,
+            tooltip=f"alias {name}: computed per class (Aliases above)",
+            type="= alias",
+            shape=html.escape(text) if ok else "",
+            files=html.escape(where),
+            usable="✓" if ok else _colored(f"✗ {text}", _RED),
+            checked=name in self._picked,
+            enabled=ok,
+        )
+
+    def _group_row(self, group: str, members: list[str], filtering: bool) -> Row:
+        usable = [m for m in members if self._usable(m)]
+        total = len(self._groups[group])
+        count = f"{len(members)} of {total}" if len(members) < total else f"{total}"
+        fold = "" if filtering else ("▾ " if group in self._expanded else "▸ ")
+        unusable = len(members) - len(usable)
+        return Row(
+            key=group,
+            kind="group",
+            text=f"{fold}{group} ({count})",
+            tooltip=f"{'' if filtering else 'click to fold or unfold; '}the box picks all of it",
+            shape="group",
+            usable=_colored(f"{unusable} unusable", _RED) if unusable else "✓",
+            checked=bool(usable) and all(m in self._picked for m in usable),
+            enabled=bool(usable),
+        )
+
+    def _rows(self, pattern: str) -> tuple[list[Row], str]:
+        """The rows the filter lets through, groups folded or not, and the no-match message."""
+        infos = self._infos
+        aliases = self.alias_editor.names
+        names = [*aliases, *infos]
+        matching = set(filter_names(names, pattern, self._groups))
+        if pattern.strip() and not matching:
+            return [], _colored(no_match_hint(names, pattern), _RED)
+        constants = self._constants()
+        rows = [self._alias_row(name) for name in aliases if name in matching]
+        filtering = bool(pattern.strip())
+        opened: set[str] = set()
+        for name, info in infos.items():
+            group = self._group_of.get(name, "")
+            if name not in matching or group in opened:
+                continue
+            if not group:
+                rows.append(self._branch_row(info, constants))
+                continue
+            opened.add(group)
+            members = [m for m in self._groups[group] if m in matching]
+            rows.append(self._group_row(group, members, filtering))
+            if filtering or group in self._expanded:
+                rows.extend(self._branch_row(infos[m], constants) for m in members)
+        return rows, ""
+
+    def _refresh_table(self, page: int | None = None) -> None:
+        with self._table_lock:
+            rows, message = self._rows(self.filter_box.value)
+            self.table.show(rows, message, page)
+            self._update_picked_label()
+
+    def _row_checked(self, row: Row, ticked: bool) -> None:
+        names = [row.key]
+        if row.kind == "group":
+            members = filter_names(self._groups[row.key], self.filter_box.value, self._groups)
+            names = [m for m in members if self._usable(m)]
+        if ticked:
+            self._picked.update(names)
+        else:
+            self._picked.difference_update(names)
+        self._refresh_table()
         self._selection_changed()
 
-    def _update_picked_label(self, more: str = "") -> None:
+    def _row_clicked(self, row: Row) -> None:
+        if row.kind == "group":
+            if not self.filter_box.value.strip():
+                self._expanded ^= {row.key}
+                self._refresh_table()
+        elif row.kind == "alias":
+            self.status.info(f"{row.key} is an alias: it is computed when the files are read")
+        else:
+            self.show_preview(row.key)
+
+    def filter(self, pattern: str) -> None:
+        """Show the rows that ``pattern`` lets through, now (typing waits for a pause)."""
+        self._typing = False
+        try:
+            self.filter_box.value = pattern
+        finally:
+            self._typing = True
+        self._apply_filter()
+
+    def _filter_typed(self, change: dict) -> None:
+        if not self._typing:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(_DEBOUNCE, self._apply_filter)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _apply_filter(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._refresh_table(page=0)
+
+    def expand(self, *groups: str) -> None:
+        """Unfold groups of the branch table (``Jet``); with no argument, every group."""
+        self._expanded |= set(groups or self._groups) - {""}
+        self._refresh_table()
+
+    def collapse(self) -> None:
+        """Fold every group of the branch table."""
+        self._expanded.clear()
+        self._refresh_table()
+
+    # --- picking -------------------------------------------------------------------------
+
+    def matching_branches(self) -> list[str]:
+        """The usable branches and aliases the filter lets through, on every page."""
+        names = [*self.alias_editor.names, *(b.name for b in self.branch_infos)]
+        found = filter_names(names, self.filter_box.value, self._groups)
+        return [name for name in found if self._usable(name)]
+
+    def _update_picked_label(self) -> None:
         picked = self.picked
         text = (
             f"{len(picked)} picked: {', '.join(picked)}"
             if picked
-            else "none picked: the specs take every supported branch"
+            else "none picked: the specs take every usable branch"
         )
-        self.picked_label.value = f"<small>{html.escape(text + more)}</small>"
+        self.picked_label.value = (
+            f'<div class="mlaas4hep-oneline" title="{html.escape(text)}">'
+            f"<small>{html.escape(text)}</small></div>"
+        )
 
     @property
     def picked(self) -> list[str]:
-        """The picked branches, in the tree's order."""
-        return [b.name for b in self.branch_infos if b.name in self._picked]
+        """The picked aliases and branches, aliases first, branches in the tree's order."""
+        names = [*self.alias_editor.names, *(b.name for b in self.branch_infos)]
+        return [name for name in names if name in self._picked]
 
     def pick(self, *patterns: str) -> list[str]:
-        """Pick the supported branches matching names or globs; returns all picked."""
-        usable = [b.name for b in self.branch_infos if b.supported]
+        """Pick the usable branches and aliases matching names or globs; returns all picked."""
+        names = [*self.alias_editor.names, *(b.name for b in self.branch_infos)]
+        usable = [name for name in names if self._usable(name)]
         for pattern in patterns:
             found = [name for name in usable if fnmatch.fnmatchcase(name, pattern)]
             if not found:
-                msg = f"no supported branch matches {pattern!r} in tree {self.tree!r}"
+                msg = f"no usable branch or alias matches {pattern!r} in tree {self.tree!r}"
                 raise KeyError(msg)
             self._picked.update(found)
-        self._sync_checkboxes()
+        self._refresh_table()
+        self._selection_changed()
         return self.picked
 
     def clear(self) -> None:
         """Unpick every branch."""
         self._picked.clear()
-        self._sync_checkboxes()
-
-    def _sync_checkboxes(self) -> None:
-        cells = self.branch_table.children
-        for box, button in zip(cells[5::5], cells[6::5], strict=False):
-            box.value = button.description in self._picked
-        self._update_picked_label()
+        self._refresh_table()
         self._selection_changed()
 
     # --- preview -------------------------------------------------------------------------
@@ -506,9 +699,10 @@ class Browser:
     def show_preview(self, branch: str, wait: bool = False) -> None:
         """Histogram ``branch`` over the opened files (the first ``preview_entries`` entries)."""
         tree = self.tree
+        files = [f for f in self.files_opened if self.catalog and self.catalog.count(branch, [f])]
 
         def work() -> hist.Hist:
-            return preview(self.files_opened, tree, branch, entry_stop=self.preview_entries)
+            return preview(files, tree, branch, entry_stop=self.preview_entries)
 
         def done(histogram: hist.Hist) -> str:
             self.histogram, self.previewed = histogram, branch
@@ -519,61 +713,77 @@ class Browser:
         if wait:
             self.job.wait()
 
-    # --- labels --------------------------------------------------------------------------
+    # --- labels and aliases --------------------------------------------------------------
 
-    def class_names(self) -> list[str]:
-        """Names of the classes: background and signal for two, else their numbers."""
-        if self.classes.value == 2:
-            return ["0: background", "1: signal"]
-        return [str(k) for k in range(self.classes.value)]
+    @property
+    def classes(self) -> w.BoundedIntText:
+        """The number of classes (the label editor's box)."""
+        return self.label_editor.classes
 
-    def _fill_labels(self) -> None:
-        options = [("not used", None)] + [(n, k) for k, n in enumerate(self.class_names())]
-        rows = []
-        for path, label in self._labels.items():
-            if label is not None and label >= self.classes.value:
-                self._labels[path] = label = None
-            menu = w.Dropdown(options=options, value=label, layout=w.Layout(width="11em"))
-            menu.observe(lambda change, p=path: self._set(p, change["new"]), "value")
-            name = w.HTML(
-                f'<span title="{html.escape(path)}">{html.escape(os.path.basename(path))}</span>'
-            )
-            rows.append(w.HBox([menu, name]))
-        self.label_rows.children = rows
-
-    def _set(self, path: str, label: int | None) -> None:
-        self._labels[path] = label
-        self._selection_changed()
+    @property
+    def label_rows(self) -> w.VBox:
+        """One line per opened file: its class menu and its name."""
+        return self.label_editor.rows
 
     @property
     def labels(self) -> dict[str, int | None]:
         """The class of each opened file (None: not used)."""
-        return dict(self._labels)
-
-    def set_label(self, paths: Any, label: int | None) -> None:
-        """Put opened files (paths or globs) in class ``label`` (None: not used)."""
-        items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        for item in items:
-            pattern = os.fspath(item)
-            found = [f for f in self._labels if f == pattern or fnmatch.fnmatchcase(f, pattern)]
-            if not found:
-                msg = f"{pattern!r} is none of the opened files: {list(self._labels)}"
-                raise KeyError(msg)
-            if label is not None and label >= self.classes.value:
-                self.classes.value = label + 1
-            for f in found:
-                self._labels[f] = label
-        self._fill_labels()
-        self._selection_changed()
+        return self.label_editor.labels
 
     @property
     def files(self) -> dict[int, list[str]]:
         """``{label: files}`` of the labelled files, labels in order."""
-        grouped: dict[int, list[str]] = {}
-        for path, label in self._labels.items():
-            if label is not None:
-                grouped.setdefault(label, []).append(path)
-        return dict(sorted(grouped.items()))
+        return self.label_editor.files
+
+    def set_label(self, paths: Any, label: int | None) -> None:
+        """Put opened files (paths or globs) in class ``label`` (None: not used)."""
+        self.label_editor.set_label(paths, label)
+
+    def define_alias(self, name: str, expression: str, label: int | None = None) -> None:
+        """Define the alias ``name`` for class ``label`` (None: every class), checked at once."""
+        self.alias_editor.define(name, expression, label)
+
+    @property
+    def aliases(self) -> dict:
+        """The aliases usable in every class, as `DataStream` takes them."""
+        names = [n for n in self.alias_editor.names if self.alias_editor.status(n)[0]]
+        if not names:
+            return {}
+        groups = self._files_in_use()
+        if list(groups) == [None]:
+            return {n: self.alias_editor.expression_for(None, n) for n in names}
+        return {k: {n: self.alias_editor.expression_for(k, n) for n in names} for k in groups}
+
+    def _check_alias(self, label: Any, name: str, expression: str) -> str:
+        files = self._files_in_use().get(label) or self.files_opened
+        if not files or self.tree is None:
+            msg = "open files first"
+            raise ValueError(msg)
+        info = alias_info(files[0], self.tree, name, expression)
+        if not info.supported:
+            raise ValueError(info.reason)
+        return f"{info.dtype}, {info.shape}"
+
+    def _title_aliases(self) -> None:
+        count = len(self.alias_editor.names)
+        self.aliases_box.set_title(0, f"Aliases: computed features per class ({count} defined)")
+
+    def _classes_changed(self) -> None:
+        """Tell the alias editor which classes are in use (their first files check aliases)."""
+        groups = self._files_in_use()
+        choices = [] if list(groups) == [None] else [(f"class {k}", k) for k in groups]
+        self.alias_editor.set_classes(choices)
+
+    def _labels_changed(self) -> None:
+        self._classes_changed()
+        self._refresh_table()
+        self._selection_changed()
+
+    def _aliases_changed(self) -> None:
+        self._title_aliases()
+        self._picked &= {b.name for b in self.branch_infos} | set(self.alias_editor.names)
+        self._refresh_table()
+        self._selection_changed()
 
     # --- specs ---------------------------------------------------------------------------
 
@@ -581,14 +791,28 @@ class Browser:
         if self.tree is None:
             msg = "open a file first (Browser.open or the Open button)"
             raise ValueError(msg)
+        label = self.label_editor.per_event
+        files: dict[int, list[str]] | list[str] = (
+            list(self.files_opened) if label is not None else self.files
+        )
         return Selection(
-            files=self.files,
+            files=files,
             tree=self.tree,
-            branches=self.picked,
+            branches=self.picked or self._default_branches(),
             max_len=self.max_len_box.value or None,
             cut=self.cut_box.value.strip() or None,
             spec=spec,
+            aliases=self.aliases,
+            label=label,
         )
+
+    def _default_branches(self) -> list[str]:
+        """Nothing picked: every supported branch when all files share a schema and there is
+        no alias (the API's default, which leaves constants out); else every usable name."""
+        names = [*self.alias_editor.names, *self._infos]
+        if not self.alias_editor.names and all(self._presence(n)[1] for n in self._infos):
+            return []
+        return [name for name in names if self._usable(name)]
 
     @property
     def selection(self) -> Selection:
@@ -599,7 +823,13 @@ class Browser:
         return current
 
     def _selection_changed(self) -> None:
-        if self.spec is not None and (self.tree is None or self._spec_for != self._current()):
+        if self.spec is None:
+            return
+        try:
+            same = self._spec_for == self._current()
+        except ValueError:
+            same = False
+        if not same:
             self.summary.value = (
                 "<i>the selection changed since the specs were computed: compute them again</i>"
             )
@@ -607,18 +837,19 @@ class Browser:
     def compute_specs(self, wait: bool = False) -> None:
         """Compute the FeatureSpec of the selection (of all opened files when none is labelled)."""
         current = self._current()
-        files = current.files or self.files_opened
+        sources = current.files or self.files_opened
 
         def report(done: int, total: int) -> None:
             self.status.busy(f"computing specs: {done:,} of {total:,} events", done / total)
 
         def work() -> FeatureSpec:
             return compute_specs(
-                files,
+                sources,
                 tree=current.tree,
                 branches=current.branches or None,
                 max_len=current.max_len,
                 cut=current.cut,
+                aliases=current.aliases or None,
                 progress=False,
                 on_progress=report,
                 client=self.client,
@@ -627,6 +858,7 @@ class Browser:
         def done(spec: FeatureSpec) -> str:
             self.spec, self._spec_for = spec, current
             self.summary.value = spec_html(spec)
+            self._refresh_table()
             return f"specs: {spec.n_features} features, {spec.n_events:,} events"
 
         self.job.start("computing specs", work, done)

@@ -29,6 +29,9 @@ class Workbench:
     Parameters
     ----------
     path : what `Browser` opens first (a path, glob, URL, list, or ``{label: files}``).
+    aliases : computed features, ``{name: expression}`` or ``{label: {name: expression}}``
+        per class, so that files of other schemas give the same features (`Browser`).
+    label : an expression giving each event's class, instead of a class per file.
     browser : keyword arguments of `Browser` (``tree``, ``branches``, ``labels``, ``max_len``...).
     training : keyword arguments of `TrainingPanel` (``epochs``, ``batch_size``, ``model``...).
     deploy : keyword arguments of `DeployPanel` (``url``, ``token``, ``name``...).
@@ -43,11 +46,13 @@ class Workbench:
         self,
         path: Any = None,
         *,
+        aliases: dict | None = None,
+        label: str | None = None,
         browser: dict | None = None,
         training: dict | None = None,
         deploy: dict | None = None,
     ) -> None:
-        self.browser = Browser(path, **(browser or {}))
+        self.browser = Browser(path, aliases=aliases, label=label, **(browser or {}))
         self.training = TrainingPanel(self.browser, **(training or {}))
         self.deploy = DeployPanel(self.training, **(deploy or {}))
         self.widget = w.Tab(
