@@ -2,9 +2,12 @@
 
 JupyterLab serves a copy of ``notebooks/04_tth_workbench.ipynb`` (so nothing is
 saved into the repository) on 127.0.0.1; Playwright drives Debian's Chromium:
-run the notebook up to the workbench, tick branches, preview one, compute the
-specs, Train, start the local TFaaS server and Push, then test a prediction.
-Screenshots of each step go to ``test-artifacts/browser/``.
+run the notebook up to the workbench, filter and tick branches, preview one,
+compute the specs, Train, start the local TFaaS server and Push, then test a
+prediction; no button's text is cut on any tab. A second notebook browses a
+tree of a thousand branches: filter changes show the rows the kernel holds.
+Screenshots of each step go to ``test-artifacts/browser/``; the timings of the
+thousand-branch page are measured by ``benchmarks/bench_browser.py``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 BRANCHES = ["nJet", "Jet_pt", "Jet_btagDeepB", "MET_pt"]
+BRANCH_BUTTON = "xpath=//button[contains(@class, 'mlaas4hep-branch')]"
 # no news or update checks from the internet, no autosave
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
@@ -44,6 +48,43 @@ LAB_SETTINGS = {
     },
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
+
+
+WIDE_FILE = """
+import awkward as ak, numpy as np, uproot
+rng = np.random.default_rng(3)
+counts = rng.integers(0, 4, 50)
+columns = {
+    f"Coll{c:02d}": ak.zip({f"f{k:02d}": ak.unflatten(rng.random(int(counts.sum())), counts)
+                           for k in range(18)})
+    for c in range(55)
+}
+with uproot.recreate(PATH) as file:
+    file.mktree("Events", {name: value.type.content for name, value in columns.items()})
+    file["Events"].extend(columns)
+"""
+
+
+def wide_notebook(path: Path) -> nbformat.NotebookNode:
+    """A notebook that writes a tree of 55 collections (1,045 branches) and browses it."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(f"PATH = {str(path)!r}\n" + WIDE_FILE),
+        nbformat.v4.new_code_cell(
+            "from mlaas4hep_nb.widgets import Browser\nwide = Browser(PATH, page_size=40)\nwide"
+        ),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    return notebook
+
+
+def cut_buttons(element) -> list[str]:
+    """The visible buttons in ``element`` whose text does not fit them."""
+    return element.evaluate(
+        "el => [...el.querySelectorAll('button')]"
+        ".filter(b => b.offsetParent !== null && b.scrollWidth > b.clientWidth + 1)"
+        ".map(b => b.textContent.trim())"
+    )
 
 
 def cells_to_workbench() -> int:
@@ -80,6 +121,7 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     (root / "notebooks").mkdir()
     shutil.copy(NOTEBOOK, root / "notebooks" / NOTEBOOK.name)
+    nbformat.write(wide_notebook(root / "wide.root"), root / "notebooks" / "wide.ipynb")
     settings = root / ".settings"
     for name, values in LAB_SETTINGS.items():
         path = settings / name
@@ -193,18 +235,19 @@ def test_click_through_the_workbench_in_jupyterlab(chromium, lab):
         tabs.wait_for(timeout=180_000)
         browse = tabs.locator(".widget-tab-contents > *:visible").first
 
-        # Browse: tick branches, preview one, compute the specs
-        branch = browse.locator("button.mlaas4hep-branch", has_text="MET_pt")
-        branch.wait_for(timeout=120_000)
-        for name in BRANCHES:
-            button = browse.locator(
-                f"xpath=//button[contains(@class, 'mlaas4hep-branch')][normalize-space()='{name}']"
-            )
-            button.locator("xpath=preceding-sibling::*[1]//input[@type='checkbox']").check()
+        # Browse: filter, tick branches, preview one, compute the specs
+        search = browse.locator("input[placeholder^='filter:']")
+        search.wait_for(timeout=120_000)
+        browse.get_by_text("rows 1–7 of 7").wait_for(timeout=120_000)  # groups folded
+        assert not cut_buttons(browse), cut_buttons(browse)
+        for pattern, names in (("Jet", BRANCHES[:3]), ("MET_pt", BRANCHES[3:])):
+            search.fill(pattern)
+            for name in names:
+                button = browse.locator(f"{BRANCH_BUTTON}[normalize-space()='{name}']")
+                button.locator("xpath=preceding-sibling::*[1]//input[@type='checkbox']").check()
         browse.get_by_text(f"4 picked: {', '.join(BRANCHES)}").wait_for(timeout=30_000)
-        browse.locator(
-            "xpath=//button[contains(@class, 'mlaas4hep-branch')][normalize-space()='Jet_pt']"
-        ).click()
+        search.fill("Jet")
+        browse.locator(f"{BRANCH_BUTTON}[normalize-space()='Jet_pt']").click()
         browse.get_by_text("Jet_pt: ").wait_for(timeout=60_000)
         page.wait_for_function(
             "el => [...el.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0)",
@@ -214,6 +257,7 @@ def test_click_through_the_workbench_in_jupyterlab(chromium, lab):
         shot("browse-picked-and-previewed", tabs)
         browse.locator("button:text-is('Compute specs')").click()
         browse.get_by_text("features from 4 branches").wait_for(timeout=120_000)
+        assert not cut_buttons(browse), cut_buttons(browse)
         shot("browse-specs", tabs)
 
         # Train
@@ -227,6 +271,7 @@ def test_click_through_the_workbench_in_jupyterlab(chromium, lab):
         train.get_by_text("validation AUC").first.wait_for(timeout=300_000)
         train.locator(".mlaas4hep-metrics").wait_for(timeout=30_000)
         assert rendered_images(train) >= 3, "live plot, ROC and scores are not all drawn"
+        assert not cut_buttons(train), cut_buttons(train)
         shot("trained", tabs)
 
         # Deploy: local server, push, the model list, a test prediction
@@ -242,9 +287,59 @@ def test_click_through_the_workbench_in_jupyterlab(chromium, lab):
         deploy.locator("button:text-is('Test prediction')").click()
         deploy.get_by_text("max |served − local|").wait_for(timeout=120_000)
         assert rendered_images(deploy) >= 1
+        assert not cut_buttons(deploy), cut_buttons(deploy)
         shot("tested", tabs)
         assert not page.get_by_text("Error displaying widget").count()
         assert not errors, errors
     finally:
         shot("final")
+        context.close()
+
+
+def test_a_thousand_branches_in_jupyterlab(chromium, lab):
+    """Filter changes show, page after page, the rows the kernel holds; nothing is cut."""
+    url, token, _ = lab
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("console", lambda m: errors.append(m.text) if "Could not process" in m.text else None)
+    try:
+        page.goto(f"{url}/lab/tree/notebooks/wide.ipynb?reset&token={token}", timeout=120_000)
+        notebook = page.locator(".jp-NotebookPanel:visible", has_text="Browser(PATH")
+        notebook.locator(".jp-Cell").first.wait_for(timeout=120_000)
+        page.locator(".jp-StatusBar-TextItem", has_text="| Idle").wait_for(timeout=120_000)
+        notebook.locator(".jp-Cell").first.click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.press("Shift+Enter")
+        view = notebook.locator(".jp-OutputArea-output").last
+        view.get_by_text("rows 1–40 of 55 · page 1 of 2").wait_for(timeout=120_000)
+        search = view.locator("input[placeholder^='filter:']")
+        expected = {
+            "Coll1*_f0*": ("Coll10", 110),
+            "*_f17": ("Coll00", 110),
+            "Coll42": ("Coll42", 20),
+            "nColl07": ("Coll07", 2),
+            "Coll0*": ("Coll00", 190),
+        }
+        for i in range(20):
+            pattern = list(expected)[i % len(expected)]
+            first, total = expected[pattern]
+            search.fill(pattern)
+            view.get_by_text(re.compile(rf"^rows 1–\d+ of {total}\b")).wait_for(timeout=30_000)
+            view.locator(f"{BRANCH_BUTTON}[normalize-space()='{first} ({total - 1})' or "
+                         f"starts-with(normalize-space(), '{first} (')]").first.wait_for(
+                timeout=30_000
+            )  # fmt: skip
+        shown = view.evaluate(
+            "el => [...el.querySelectorAll('button.mlaas4hep-branch')]"
+            ".filter(b => b.offsetParent !== null).map(b => b.textContent.trim())"
+        )
+        assert shown[0].startswith("Coll00 (")  # the last filter: Coll0*
+        assert len(shown) == 40
+        assert not cut_buttons(view), cut_buttons(view)
+        page.screenshot(path=str(ARTIFACTS / "wide.png"), full_page=True)
+        assert not errors, errors
+    finally:
         context.close()

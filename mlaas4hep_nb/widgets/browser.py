@@ -447,7 +447,8 @@ class Browser:
             self._group_of = {n: g for g, members in self._groups.items() for n in members}
             self._expanded &= set(self._groups)
             self._picked &= set(names) | set(self.alias_editor.names)
-        self.table.set_name_width(max([len(n) for n in names] or [12]))
+        headers = [len(f"▾ {g} ({n} of {n})") for g, n in self._group_sizes().items()]
+        self.table.set_name_width(max([len(n) for n in names] + headers + [12]))
         self.alias_editor.forget_checks()
         self._classes_changed()
         if self._pending_picks:
@@ -455,6 +456,9 @@ class Browser:
             self.pick(*patterns)
         self._selection_changed()
         self._refresh_table(page=0)
+
+    def _group_sizes(self) -> dict[str, int]:
+        return {group: len(members) for group, members in self._groups.items() if group}
 
     @property
     def branch_infos(self) -> list[BranchInfo]:
