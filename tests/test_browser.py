@@ -79,11 +79,13 @@ def wide_notebook(path: Path) -> nbformat.NotebookNode:
 
 
 def cut_buttons(element) -> list[str]:
-    """The visible buttons in ``element`` whose text does not fit them."""
+    """Visible buttons in ``element`` whose text does not fit them, and the classes of
+    elements scrolled sideways (content wider than its place, shifted out of view)."""
     return element.evaluate(
         "el => [...el.querySelectorAll('button')]"
         ".filter(b => b.offsetParent !== null && b.scrollWidth > b.clientWidth + 1)"
-        ".map(b => b.textContent.trim())"
+        ".map(b => b.textContent.trim()).concat("
+        "[...el.querySelectorAll('*')].filter(e => e.scrollLeft > 0).map(e => e.className))"
     )
 
 

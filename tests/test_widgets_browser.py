@@ -18,11 +18,11 @@ from mlaas4hep_nb.widgets.labels import NOT_USED
 
 
 def rows(browser: Browser) -> dict[str, tuple]:
-    """The page of the branch table: {name or "group:NAME": (box, name, type, shape, in files,
-    usable)}."""
+    """The page of the branch table: {name or "group:NAME": (box, name button, text cells
+    widget, Row)}."""
     return {
-        (f"group:{row.key}" if row.kind == "group" else row.key): tuple(widgets)
-        for row, widgets in browser.table.shown()
+        (f"group:{row.key}" if row.kind == "group" else row.key): (box, button, cells, row)
+        for row, box, button, cells in browser.table.shown()
     }
 
 
@@ -52,16 +52,17 @@ def test_open_shows_trees_branches_and_labels(browser, tth):
     table["group:Jet"][1].click()  # unfold
     table = rows(browser)
     assert table["group:Jet"][1].description == "▾ Jet (6)"
-    _, _, kind, shape, files, usable = table["Jet_pt"]
-    assert "float32" in kind.value
-    assert shape.value == "jagged"
-    assert files.value == "0: 2/2 · 1: 2/2"
-    assert usable.value == "✓"
+    _, _, cells, row = table["Jet_pt"]
+    assert "float32" in row.type
+    assert row.shape == "jagged"
+    assert row.files == "0: 2/2 · 1: 2/2"
+    assert row.usable == "✓"
+    assert all(text in cells.value for text in (row.type, row.shape, row.files, row.usable))
     browser.expand()
     assert {row.key for row in browser.table.rows if row.kind == "branch"} == {
         b.name for b in mn.branches(tth[1][0], "Events")
     }
-    assert rows(browser)["MET_pt"][3].value == "flat"
+    assert rows(browser)["MET_pt"][3].shape == "flat"
     assert browser.files == tth
     menus = [row.children[0] for row in browser.label_rows.children]
     assert [m.value for m in menus] == [1, 1, 0, 0]
@@ -229,9 +230,9 @@ def test_nested_directories_and_rntuples_in_the_tree(tmp_path, tth_rntuple):
         "\u00a0\u00a0\u00a0• ntuple  (RNTuple, 4 entries)",
     ]
     assert browser.tree == "a/ntuple"
-    box, _, _, _, _, usable = rows(browser)["s"]
+    box, _, _, row = rows(browser)["s"]
     assert box.disabled
-    assert "strings" in usable.value
+    assert "strings" in row.usable
     with pytest.raises(KeyError, match="no usable branch or alias matches 's'"):
         browser.pick("s")
     browser.tree_list.value = "a/"  # a directory: nothing to load
@@ -281,9 +282,9 @@ def test_http_and_xrootd_urls(http_url, xrootd_url):
 def test_real_files(shared_data):
     browser = Browser(str(shared_data / "uproot-Zmumu.root"), tree="events")
     browser.wait()
-    box, _, _, _, _, usable = rows(browser)["Type"]
+    box, _, _, row = rows(browser)["Type"]
     assert box.disabled
-    assert "strings" in usable.value
+    assert "strings" in row.usable
     browser.pick("E1", "pt*")
     browser.compute_specs(wait=True)
     assert [b.name for b in browser.spec.branches] == ["E1", "pt1", "pt2"]
@@ -333,8 +334,8 @@ def test_fixed_size_arrays_show_as_fixed(tmp_path):
         )
     browser = Browser(str(path))
     browser.wait()
-    assert rows(browser)["a"][3].value == "fixed[4]"
-    assert rows(browser)["x"][3].value == "flat"
+    assert rows(browser)["a"][3].shape == "fixed[4]"
+    assert rows(browser)["x"][3].shape == "flat"
 
 
 # --- a thousand branches ---------------------------------------------------------------------
@@ -440,26 +441,26 @@ def test_files_of_other_schemas_train_through_the_workbench(two_schemas):
     browser = wb.browser
     browser.wait()
     browser.filter("Muon_Px")  # the signal file's branch: missing in the background file
-    box, _, _, _, files, usable = rows(browser)["Muon_Px"]
-    assert "0: 0/1 · 1: 1/1" in files.value
+    box, _, _, row = rows(browser)["Muon_Px"]
+    assert "0: 0/1 · 1: 1/1" in row.files
     assert box.disabled
-    assert "missing in some files" in usable.value
+    assert "missing in some files" in row.usable
     browser.filter("MET_px")
-    box, _, _, _, files, usable = rows(browser)["MET_px"]
-    assert (files.value, usable.value, box.disabled) == ("0: 1/1 · 1: 1/1", "✓", False)
+    box, _, _, row = rows(browser)["MET_px"]
+    assert (row.files, row.usable, box.disabled) == ("0: 1/1 · 1: 1/1", "✓", False)
     browser.filter("mu_pt")
-    _, _, kind, shape, files, usable = rows(browser)["mu_pt"]
-    assert (kind.value, usable.value, files.value) == ("= alias", "✓", "0: alias · 1: alias")
-    assert "float32" in shape.value
+    row = rows(browser)["mu_pt"][3]
+    assert (row.type, row.usable, row.files) == ("= alias", "✓", "0: alias · 1: alias")
+    assert "float32" in row.shape
 
     editor = browser.alias_editor  # a second alias, typed class by class as a user would
     editor.target.value, editor.name.value, editor.expression.value = 1, "n_mu", "nMuon"
     editor.set_button.click()
     browser.filter("n_mu")
-    assert "not defined for class 0" in rows(browser)["n_mu"][5].value
+    assert "not defined for class 0" in rows(browser)["n_mu"][3].usable
     editor.target.value, editor.name.value, editor.expression.value = 0, "n_mu", "2 + 0 * pt1"
     editor.set_button.click()
-    assert rows(browser)["n_mu"][5].value == "✓"
+    assert rows(browser)["n_mu"][3].usable == "✓"
     editor.name.value, editor.expression.value = "bad", "Muon_Px * 2"
     editor.set_button.click()  # for class 0, whose file has no Muon_Px: refused on the spot
     listing = " ".join(row.children[2].value for row in editor.listing.children)

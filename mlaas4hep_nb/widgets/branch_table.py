@@ -8,16 +8,21 @@ when the rows or the page change, so the number of widgets stays flat.
 
 from __future__ import annotations
 
+import html
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import ipywidgets as w
+from ipywidgets.widgets.widget_bool import CheckboxStyle
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 __all__ = ["COLUMNS", "BranchTable", "Row"]
 
 COLUMNS = ("", "branch", "type", "shape", "in files", "usable")
 _ROW_HEIGHT = "1.9em"
+_TAGS = re.compile(r"<[^>]+>")
 
 #: injected once per table: names left-aligned in a code font, never cut, no button look
 STYLE = """<style>
@@ -29,6 +34,9 @@ STYLE = """<style>
 .mlaas4hep-branch.jupyter-button:hover { background: var(--jp-layout-color2, #eee); }
 .mlaas4hep-group.jupyter-button { font-weight: bold; }
 .mlaas4hep-oneline { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.mlaas4hep-cells { display: grid; align-items: center; gap: 0 0.8em;
+  grid-template-columns: minmax(0, 12em) 5.5em minmax(0, 9em) minmax(5em, 1fr); }
+.mlaas4hep-cells > * { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 </style>"""
 
 
@@ -56,28 +64,57 @@ class Row:
     enabled: bool = True
 
 
+def cells_html(values: Sequence[str], header: bool = False) -> str:
+    """The text cells of a row (type, shape, in files, usable: HTML) on one inner grid.
+
+    A cell too narrow for its text ends in an ellipsis; its title holds all of it.
+    """
+    tag = "b" if header else "span"
+    cells = "".join(
+        f'<{tag} title="{html.escape(html.unescape(_TAGS.sub("", value)))}">{value}</{tag}>'
+        for value in values
+    )
+    return f'<div class="mlaas4hep-cells">{cells}</div>'
+
+
+class _Shared:
+    """Layouts and styles shared by every row (a widget each would be thousands of models)."""
+
+    def __init__(self) -> None:
+        self.hidden = w.Layout(display="none")
+        self.box = w.Layout(width="1.6em")
+        # a margin beside a width of 100% would make the grid wider than its place
+        self.button = w.Layout(width="100%", height=_ROW_HEIGHT, margin="0")
+        self.cells = w.Layout(width="100%", margin="0")
+        self.box_style = CheckboxStyle()
+        self.button_style = w.ButtonStyle()
+        self.cells_style = HTMLStyle()
+
+
 class _Slot:
     """The widgets of one row position, reused for whatever row is shown there."""
 
-    def __init__(self, index: int, table: BranchTable) -> None:
+    def __init__(self, index: int, table: BranchTable, shared: _Shared) -> None:
         self.row: Row | None = None
-        self.box = w.Checkbox(indent=False, layout=w.Layout(width="1.6em"))
-        self.button = w.Button(layout=w.Layout(width="100%", height=_ROW_HEIGHT))
+        self.shared = shared
+        self.box = w.Checkbox(indent=False, layout=shared.hidden, style=shared.box_style)
+        self.button = w.Button(layout=shared.hidden, style=shared.button_style)
         self.button.add_class("mlaas4hep-branch")
-        self.cells = [w.HTML() for _ in COLUMNS[2:]]
+        self.cells = w.HTML(layout=shared.hidden, style=shared.cells_style)
         self.box.observe(lambda change: table._checked(index, change["new"]), "value")
         self.button.on_click(lambda _: table._clicked(index))
 
     @property
     def widgets(self) -> list[w.Widget]:
-        return [self.box, self.button, *self.cells]
+        return [self.box, self.button, self.cells]
 
     def show(self, row: Row | None) -> None:
         self.row = row
-        display = "none" if row is None else ""
-        for widget in self.widgets:
-            if widget.layout.display != display:
-                widget.layout.display = display
+        shared = self.shared
+        layouts = (shared.box, shared.button, shared.cells) if row else (shared.hidden,) * 3
+        for widget, layout in zip(self.widgets, layouts, strict=True):
+            if widget.layout is not layout:
+                widget.layout = layout
         if row is None:
             return
         self.box.value, self.box.disabled = row.checked, not row.enabled
@@ -86,9 +123,7 @@ class _Slot:
             self.button.add_class("mlaas4hep-group")
         else:
             self.button.remove_class("mlaas4hep-group")
-        values = (row.type, row.shape, row.files, row.usable)
-        for cell, value in zip(self.cells, values, strict=True):
-            cell.value = value
+        self.cells.value = cells_html((row.type, row.shape, row.files, row.usable))
 
 
 class BranchTable:
@@ -119,7 +154,8 @@ class BranchTable:
         self._on_check, self._on_click = on_check, on_click
         self._filling = False
         self._lock = threading.RLock()
-        self._slots = [_Slot(i, self) for i in range(self.page_size)]
+        shared = _Shared()
+        self._slots = [_Slot(i, self, shared) for i in range(self.page_size)]
         self.previous = w.Button(icon="chevron-left", tooltip="previous page")
         self.next = w.Button(icon="chevron-right", tooltip="next page")
         for button in (self.previous, self.next):
@@ -128,10 +164,10 @@ class BranchTable:
         self.message = w.HTML()
         self.previous.on_click(lambda _: self.go(self.page - 1))
         self.next.on_click(lambda _: self.go(self.page + 1))
-        header = [w.HTML(f"<b>{title}</b>") for title in COLUMNS]
+        header = [w.HTML(), w.HTML("<b>branch</b>"), w.HTML(cells_html(COLUMNS[2:], True))]
         self.grid = w.GridBox(
             [*header, *(widget for slot in self._slots for widget in slot.widgets)],
-            layout=w.Layout(grid_gap="0 0.8em", align_items="center", width="100%"),
+            layout=w.Layout(grid_gap="0 0.8em", align_items="center"),
         )
         self.set_name_width(24)
         self.widget = w.VBox(
@@ -150,7 +186,7 @@ class BranchTable:
     def set_name_width(self, characters: int) -> None:
         """Make the name column wide enough for names of ``characters`` (code font)."""
         width = f"{max(12, characters) + 2}ch"
-        columns = f"1.6em {width} repeat(3, max-content) minmax(8em, 1fr)"
+        columns = f"1.6em {width} minmax(0, 1fr)"
         if self.grid.layout.grid_template_columns != columns:
             self.grid.layout.grid_template_columns = columns
 
@@ -158,9 +194,9 @@ class BranchTable:
     def pages(self) -> int:
         return max(1, -(-len(self.rows) // self.page_size))
 
-    def shown(self) -> list[tuple[Row, list[w.Widget]]]:
-        """The rows on the page and their widgets: box, name button and the four text cells."""
-        return [(slot.row, slot.widgets) for slot in self._slots if slot.row is not None]
+    def shown(self) -> list[tuple[Row, w.Checkbox, w.Button, w.HTML]]:
+        """The rows on the page and their widgets: the box, the name and the text cells."""
+        return [(slot.row, *slot.widgets) for slot in self._slots if slot.row is not None]
 
     @property
     def visible(self) -> list[Row]:

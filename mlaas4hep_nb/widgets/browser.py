@@ -294,9 +294,9 @@ class Browser:
         self.clear_picks = w.Button(
             description="Clear", icon="square", layout=w.Layout(width="auto", flex="0 0 auto")
         )
-        self.picked_label = w.HTML(layout=w.Layout(width="100%"))
+        self.picked_label = w.HTML()
         self.table = BranchTable(page_size, self._row_checked, self._row_clicked)
-        self.preview_image = image_box(max_width="420px")
+        self.preview_image = image_box(max_width="100%")
         self.max_len_box = w.BoundedIntText(
             value=max_len or 0,
             min=0,
@@ -338,8 +338,8 @@ class Browser:
                 w.HBox([self.path_box, self.open_button, self.recent]),
                 w.HBox(
                     [
-                        section("Trees", self.tree_list, width="35%", overflow="hidden"),
-                        section("Labels", self.label_editor.widget, width="65%"),
+                        section("Trees", self.tree_list, width="34%", overflow="hidden"),
+                        section("Labels", self.label_editor.widget, width="64%"),
                     ],
                     layout=w.Layout(grid_gap="1em"),
                 ),
@@ -351,9 +351,15 @@ class Browser:
                             w.HBox([self.filter_box, self.pick_matching, self.clear_picks]),
                             self.picked_label,
                             self.table.widget,
-                            width="64%",
+                            width="66%",
+                            overflow="hidden",
                         ),
-                        section("Preview (click a branch name)", self.preview_image, width="36%"),
+                        section(
+                            "Preview (click a branch name)",
+                            self.preview_image,
+                            width="32%",
+                            overflow="hidden",
+                        ),
                     ],
                     layout=w.Layout(grid_gap="1em"),
                 ),

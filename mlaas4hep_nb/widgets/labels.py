@@ -71,10 +71,10 @@ class LabelEditor:
             value=expression or "",
             placeholder="class of each event, e.g. nJet >= 4 (True: 1, False: 0)",
             continuous_update=False,
-            layout=w.Layout(width="100%"),
+            layout=w.Layout(width="auto", flex="1 1 auto"),
         )
         self.rows = w.VBox(layout=w.Layout(max_height="12em", overflow="hidden auto"))
-        self._body = w.Box(layout=w.Layout(width="100%"))
+        self._body = w.Box()
         self.classes.observe(lambda _: self._fill(), "value")
         self.mode.observe(lambda _: self._mode_changed(), "value")
         self.expression.observe(lambda _: self._on_change(), "value")
