@@ -211,6 +211,7 @@ def test_04_tth_workbench(real_data):
         assert not ran.widget_mentions("uproot-HZZ.root")
     else:
         assert ran.widget_mentions("uproot-HZZ.root"), "no Browser over the real files"
+        assert ran.number(r"HZZ vs Zmumu in a Workbench: validation AUC = ([0-9.]+)") > 0.6
     assert ran.stderr == []
 
 
