@@ -31,12 +31,13 @@ if TYPE_CHECKING:
     from ..specs import FeatureSpec
     from ..stream import DataStream
 
-__all__ = ["LABEL_ALIAS", "Browser", "Selection"]
+__all__ = ["FILTER_PAUSE", "LABEL_ALIAS", "Browser", "Selection"]
 
 #: the alias that holds each event's class when an expression gives it
 LABEL_ALIAS = "class_label"
 _MAX_RECENT = 12
-_DEBOUNCE = 0.15  # seconds of quiet typing before the filter applies
+#: seconds of quiet typing before the filter applies
+FILTER_PAUSE = 0.1
 _RED, _GREEN, _ORANGE = "#c62828", "#2e7d32", "#e65100"
 
 
@@ -638,7 +639,7 @@ class Browser:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = threading.Timer(_DEBOUNCE, self._apply_filter)
+        self._timer = threading.Timer(FILTER_PAUSE, self._apply_filter)
         self._timer.daemon = True
         self._timer.start()
 
