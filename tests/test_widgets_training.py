@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mlaas4hep_nb as mn
-from mlaas4hep_nb.widgets import DeployPanel, TrainingPanel, Workbench
+from mlaas4hep_nb.widgets import Browser, DeployPanel, TrainingPanel, Workbench
 from mlaas4hep_nb.widgets.training import parse_hidden
 
 pytestmark = pytest.mark.slow
@@ -240,6 +240,15 @@ def test_panel_buttons_never_cut_their_text():
         layout = button.layout
         assert (layout.width, layout.min_width, layout.flex) == ("auto", "fit-content", "0 0 auto")
     assert panel.server_button.description == "Start local server"
+
+
+def test_training_panel_says_how_to_label_files(tth):
+    browser = Browser([*tth[1], *tth[0]])
+    browser.wait()
+    assert browser.selection.files == {}
+    panel = TrainingPanel(browser)
+    assert "no labelled files yet: assign classes in the Browser" in panel.source_line.value
+    assert "{}" not in panel.source_line.value
 
 
 def test_deploy_panel_errors(trained):
