@@ -21,8 +21,8 @@ SLOW = 0.3  # seconds added to every drawing
 def epochs_shown(figure, key: str = "loss") -> int:
     """How many epochs the ``key`` curve of a LivePlot figure holds."""
     axes = figure.axes[0] if "loss" in key else figure.axes[1]
-    (line,) = [line for line in axes.get_lines() if line.get_label() == key]
-    return len(line.get_xdata())
+    lines = [line for line in axes.get_lines() if line.get_label() == key]
+    return len(lines[0].get_xdata()) if lines else 0  # none before the first epoch ends
 
 
 def drawers() -> list[threading.Thread]:
@@ -93,17 +93,19 @@ def tiny_fit(*callbacks) -> None:
 
 
 def test_slow_drawing_neither_lags_nor_slows_training():
-    baseline = EpochClock()
-    tiny_fit(baseline)
+    before, after = EpochClock(), EpochClock()
+    tiny_fit(before)
     plot, clock = SlowPlot(min_interval=0.5), EpochClock()
     started = time.perf_counter()
     tiny_fit(plot, clock)
     elapsed = time.perf_counter() - started
+    tiny_fit(after)
 
     # training never waited for a drawing: no hook took anywhere near one
     assert len(plot.hook_seconds) == EPOCHS * 3
     assert max(plot.hook_seconds) < SLOW / 2
-    assert clock.seconds < 1.5 * baseline.seconds + 1.0
+    # the machine's load drifts: compare with the slower of the runs without drawing around it
+    assert clock.seconds < 1.5 * max(before.seconds, after.seconds) + 1.0
     # throttled, not queued: the drawer drew during training, and at most every min_interval
     assert 2 <= plot.draws <= elapsed / 0.5 + 2
     assert len(plot.figures) == plot.draws
