@@ -29,7 +29,11 @@ class EmptyDataError(ValueError):
 
 
 class SkippedBranchWarning(UserWarning):
-    """A glob matched branches that cannot be features; they were left out (``spec.skipped``)."""
+    """Branches left out of a selection, listed in ``spec.skipped``.
+
+    Unsupported branches that a glob matched, and constant branches that the
+    default selection or a glob took (a branch named exactly is kept).
+    """
 
 
 def warn_user(message: str, category: type[Warning]) -> None:

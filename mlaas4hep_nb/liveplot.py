@@ -1,8 +1,9 @@
 """LivePlot: a Keras callback that draws loss and AUC while a model trains.
 
-In a notebook kernel it redraws a matplotlib figure into an
-``ipywidgets.Output`` that it owns (at most ``1 / min_interval`` times a
-second); elsewhere it prints one line per epoch.
+In a notebook kernel a drawer thread redraws a matplotlib figure into an
+``ipywidgets.Output`` that it owns, always of the latest recorded state (at
+most ``1 / min_interval`` times a second; training never waits for it);
+elsewhere it prints one line per epoch.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -44,10 +46,17 @@ def in_notebook() -> bool:
 class LivePlot(keras.callbacks.Callback):
     """Loss and val_loss, AUC and val_AUC per epoch, and a smoothed per-batch loss.
 
+    In a notebook, the Keras hooks only record values and wake a drawer thread
+    (one per training run); it snapshots what was recorded, draws it, then
+    waits before drawing again. Redraws are throttled, never queued: each one
+    shows the latest state, however far training ran ahead meanwhile. When
+    training ends the drawer stops and the final state is drawn once more.
+
     Parameters
     ----------
-    min_interval : seconds between two redraws (0.5: at most about 2 a second); longer
-        when drawing is slow, so that drawing takes at most about a tenth of the time.
+    min_interval : seconds between the starts of two redraws (0.5: at most about 2 a
+        second); longer when drawing is slow, so that the drawer spends at most about a
+        tenth of the time drawing (it competes with training for the GIL).
     smoothing : weight of the past in the exponential moving average of the batch loss.
     show : display the widget when training begins; None shows it in a notebook
         only. Pass False when the ``output`` widget is placed in a layout instead.
@@ -77,17 +86,21 @@ class LivePlot(keras.callbacks.Callback):
         self.notebook = in_notebook() if notebook is None else bool(notebook)
         self.show = self.notebook if show is None else bool(show)
         self._shown = False
+        self._changed = threading.Condition()  # guards the record and wakes the drawer
+        self._drawing = threading.Lock()  # one drawing at a time into ``output``
+        self._drawer: threading.Thread | None = None
+        self._stopping = False
+        self._error: Exception | None = None
         self.reset()
 
     def reset(self) -> None:
         """Forget recorded epochs and batches."""
-        self.history: dict[str, list[float]] = {}
-        self.batch_x: list[float] = []
-        self.batch_loss: list[float] = []
+        with self._changed:
+            self.history: dict[str, list[float]] = {}
+            self.batch_x: list[float] = []
+            self.batch_loss: list[float] = []
+            self._stale = False
         self.draws = 0
-        self._last_draw = float("-inf")
-        self._draw_seconds = 0.0
-        self._stale = False
         self._epoch = 0
         self._steps = None
         self._seen = 0
@@ -104,6 +117,8 @@ class LivePlot(keras.callbacks.Callback):
 
             display(self.output)
             self._shown = True
+        if self.notebook:
+            self._start_drawer()
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch = epoch
@@ -123,23 +138,27 @@ class LivePlot(keras.callbacks.Callback):
             loss if self._ema is None else self.smoothing * self._ema + (1 - self.smoothing) * loss
         )
         steps = self._steps or max(self._seen, 1)
-        self.batch_x.append(self._epoch + self._seen / steps)
-        self.batch_loss.append(self._ema)
-        self._stale = True
-        self._maybe_draw()
+        with self._changed:
+            self.batch_x.append(self._epoch + self._seen / steps)
+            self.batch_loss.append(self._ema)
+            self._mark_stale()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        self._stale = True
-        if self.notebook:
-            self._maybe_draw()
-        else:
+        with self._changed:
+            for key, value in (logs or {}).items():
+                self.history.setdefault(key, []).append(float(value))
+            self._mark_stale()
+        if not self.notebook:
             print(self.epoch_line(epoch, logs or {}), file=sys.stdout, flush=True)
 
     def on_train_end(self, logs=None) -> None:
-        if self.notebook and self._stale:
-            self.draw()
+        if not self.notebook:
+            return
+        self._stop_drawer()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        self.draw()
 
     # --- drawing -------------------------------------------------------------------------
 
@@ -155,19 +174,13 @@ class LivePlot(keras.callbacks.Callback):
         """A new figure of what was recorded so far (drawn without pyplot: thread-safe)."""
         from matplotlib.figure import Figure
 
+        with self._changed:  # a consistent snapshot; training appends meanwhile
+            history = {key: list(values) for key, values in self.history.items()}
+            step = max(1, len(self.batch_x) // _MAX_POINTS)  # thin out: drawing time stays flat
+            batches = (self.batch_x[::step], self.batch_loss[::step])
         fig = Figure(figsize=(10, 3.6), layout="constrained")
         axes = fig.subplots(1, 2)
-        step = max(1, len(self.batch_x) // _MAX_POINTS)  # thin out: drawing time stays flat
-        batches = (self.batch_x[::step], self.batch_loss[::step])
-        return plot_history(self.history, batches, ax=list(axes))
-
-    def _maybe_draw(self) -> None:
-        now = time.perf_counter()
-        # a slow drawing (matplotlib takes ~0.1 s) is spaced out to stay ~10% of the time
-        wait = max(self.min_interval, _DRAW_SHARE * self._draw_seconds)
-        if self.notebook and now - self._last_draw >= wait:
-            self.draw()
-            self._draw_seconds = time.perf_counter() - now
+        return plot_history(history, batches, ax=list(axes))
 
     def draw(self) -> None:
         """Redraw the figure into ``output`` now (as a PNG, replacing the previous one).
@@ -176,16 +189,63 @@ class LivePlot(keras.callbacks.Callback):
         which works from any thread (fit may run in a background thread) and
         never touches the output of the user's cell.
         """
-        buffer = io.BytesIO()
-        self.figure().savefig(buffer, format="png", dpi=80)
-        png = base64.b64encode(buffer.getvalue()).decode("ascii")
-        self.output.outputs = (
-            {
-                "output_type": "display_data",
-                "data": {"image/png": png, "text/plain": "<LivePlot figure>"},
-                "metadata": {},
-            },
+        with self._drawing:
+            with self._changed:
+                self._stale = False  # what changes from here on is drawn next time
+            buffer = io.BytesIO()
+            self.figure().savefig(buffer, format="png", dpi=80)
+            png = base64.b64encode(buffer.getvalue()).decode("ascii")
+            self.output.outputs = (
+                {
+                    "output_type": "display_data",
+                    "data": {"image/png": png, "text/plain": "<LivePlot figure>"},
+                    "metadata": {},
+                },
+            )
+            self.draws += 1
+
+    # --- the drawer thread ---------------------------------------------------------------
+
+    def _mark_stale(self) -> None:
+        """Note new values and wake the drawer (the caller holds ``_changed``)."""
+        self._stale = True
+        self._changed.notify()
+
+    def _start_drawer(self) -> None:
+        self._stop_drawer()  # one left over from a fit that raised
+        self._stopping = False
+        self._error = None
+        self._drawer = threading.Thread(
+            target=self._draw_while_training, name="mlaas4hep_nb: LivePlot drawer", daemon=True
         )
-        self.draws += 1
-        self._last_draw = time.perf_counter()
-        self._stale = False
+        self._drawer.start()
+
+    def _stop_drawer(self) -> None:
+        """Stop the drawer and wait for it (for at most the drawing it may be making)."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        if self._drawer is not None:
+            self._drawer.join()
+            self._drawer = None
+
+    def _draw_while_training(self) -> None:
+        """Draw the latest state whenever it is stale, then rest; until stopped."""
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._stale or self._stopping)
+                if self._stopping:
+                    return
+            started = time.perf_counter()
+            try:
+                self.draw()
+            except Exception as err:  # shown by on_train_end, which re-raises it
+                self._error = err
+                return
+            took = time.perf_counter() - started
+            # a slow drawing (matplotlib takes ~0.1 s) is spaced out to stay a small share
+            rest = max(self.min_interval, _DRAW_SHARE * took) - took
+            with self._changed:
+                self._changed.wait_for(lambda: self._stopping, timeout=max(rest, 0.0))
+                if self._stopping:
+                    return

@@ -110,6 +110,13 @@ def plot_scores(
         density = h.values() / (total * np.diff(h.axes[0].edges)) if total else h.values()
         ax.stairs(density, h.axes[0].edges, label=f"{name} ({int(total)})", lw=1.5)
     ax.set(xlabel="classifier score", ylabel="density", xlim=(0, 1))
-    ax.legend(loc="upper center")
+    # above the axes: inside, a legend covers a peak wherever the classes put theirs
+    ax.legend(
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=min(len(labels), 3),
+        frameon=False,
+        fontsize="small",
+    )
     ax.grid(alpha=0.3)
     return fig

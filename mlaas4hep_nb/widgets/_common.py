@@ -15,7 +15,7 @@ import ipywidgets as w
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Job", "Status", "figure_png", "image_box", "new_figure"]
+__all__ = ["Job", "Status", "figure_png", "image_box", "new_figure", "unshrinking"]
 
 
 def __dir__() -> list[str]:
@@ -48,6 +48,15 @@ def image_box(**layout: Any) -> w.Image:
     return image
 
 
+def unshrinking(**layout: Any) -> w.Layout:
+    """A layout for a button as wide as its text, which a crowded row never narrows.
+
+    A stock button is 148 px wide and, as a flex item with ``overflow: hidden``,
+    shrinks to nothing in a full row: "Start local ser…", "Trac…".
+    """
+    return w.Layout(width="auto", min_width="fit-content", flex="0 0 auto", **layout)
+
+
 class Status:
     """A progress bar, a one-line message and, after a failure, the traceback one click away.
 
@@ -68,7 +77,7 @@ class Status:
             description="Traceback",
             icon="bug",
             tooltip="show the full Python traceback",
-            layout=w.Layout(width="auto", display="none"),
+            layout=unshrinking(display="none"),
         )
         self.traceback_html = w.HTML(layout=w.Layout(display="none"))
         self.show_traceback.observe(self._toggle, "value")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 import numpy as np
 
-from ._common import Job, Status, figure_png, image_box, new_figure
+from ._common import Job, Status, figure_png, image_box, new_figure, unshrinking
 
 if TYPE_CHECKING:
     from ..tfaas import ServerHandle, TFaaSClient
@@ -45,6 +45,10 @@ class DeployPanel:
 
     A view over `mlaas4hep_nb.TFaaSClient` (``upload``, ``models``, ``delete``,
     ``predict``) and `mlaas4hep_nb.tfaas.serve_in_background` (Start local server).
+    The Delete button asks first (Confirm or Cancel); `delete` called from code
+    deletes at once. What the panel shows belongs to one endpoint: changing the
+    endpoint, or stopping the local server it points at, clears the model list
+    and the test plot.
 
     Parameters
     ----------
@@ -61,7 +65,9 @@ class DeployPanel:
     widget : the ipywidgets layout (displaying the panel displays it).
     server : the `ServerHandle` of the local server, once started.
     models : the server's model names, as last listed.
-    test : after Test prediction: ``local``, ``served`` scores and ``max_diff``.
+    test : after Test prediction: the model's ``name``, its ``local`` and ``served``
+        scores and ``max_diff``; None again once that model is deleted or the
+        endpoint changes.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class DeployPanel:
         self.server: ServerHandle | None = None
         self.models: list[str] = []
         self.test: dict | None = None
+        self._deleting: str | None = None
         self.status = Status()
         self.job = Job(self.status)
         self._build(url, token, name)
@@ -92,7 +99,9 @@ class DeployPanel:
             placeholder="http://host:8083, or start a local server",
             layout=w.Layout(width="32em"),
         )
-        self.server_button = w.Button(description="Start local server", icon="server")
+        self.server_button = w.Button(
+            description="Start local server", icon="server", layout=unshrinking()
+        )
         self.token = w.Password(value=token or "", description="token")
         self.name = w.Text(
             value=name, description="model name", style={"description_width": "initial"}
@@ -101,22 +110,42 @@ class DeployPanel:
         self.model_list = w.Select(options=[], rows=5, description="on server")
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.delete_button = w.Button(description="Delete", icon="trash", button_style="danger")
-        self.test_button = w.Button(description="Test prediction", icon="check")
+        self.confirm_text = w.HTML()
+        self.confirm_button = w.Button(
+            description="Confirm", icon="trash", button_style="danger", layout=unshrinking()
+        )
+        self.cancel_button = w.Button(description="Cancel", layout=unshrinking())
+        self.confirm_box = w.VBox(
+            [self.confirm_text, w.HBox([self.confirm_button, self.cancel_button])],
+            layout=w.Layout(display="none"),
+        )
+        self.test_button = w.Button(
+            description="Test prediction", icon="check", layout=unshrinking()
+        )
         self.test_image = image_box(max_width="360px")
         self.test_text = w.HTML()
 
         self.server_button.on_click(lambda _: self.toggle_server())
         self.push_button.on_click(lambda _: self.push())
         self.refresh_button.on_click(lambda _: self.refresh())
-        self.delete_button.on_click(lambda _: self.delete())
+        self.delete_button.on_click(lambda _: self.ask_delete())
+        self.confirm_button.on_click(lambda _: self._confirm_delete())
+        self.cancel_button.on_click(lambda _: self.cancel_delete())
+        self.model_list.observe(lambda _: self.cancel_delete(), "value")
         self.test_button.on_click(lambda _: self.test_prediction())
+        self.url.observe(lambda _: self._forget_endpoint(), "value")
 
         self.widget = w.VBox(
             [
                 self.source_line,
                 w.HBox([self.url, self.server_button]),
                 w.HBox([self.token, self.name, self.push_button]),
-                w.HBox([self.model_list, w.VBox([self.refresh_button, self.delete_button])]),
+                w.HBox(
+                    [
+                        self.model_list,
+                        w.VBox([self.refresh_button, self.delete_button, self.confirm_box]),
+                    ]
+                ),
                 self.status.widget,
                 w.HBox([self.test_button, self.test_text]),
                 self.test_image,
@@ -184,12 +213,21 @@ class DeployPanel:
             self.wait()
 
     def stop_server(self) -> None:
-        """Stop the local server started from this panel."""
+        """Stop the local server started from this panel; clear the endpoint if it was that."""
         if self.server is not None:
-            self.server.stop()
-            self.status.info(f"stopped the local server at {self.server.url}")
-            self.server = None
+            server, self.server = self.server, None
+            server.stop()
             self.server_button.description = "Start local server"
+            if self.url.value.strip().rstrip("/") == server.url.rstrip("/"):
+                self.url.value = ""  # and with it the models and test of that server
+            self.status.info(f"stopped the local server at {server.url}")
+
+    def _forget_endpoint(self) -> None:
+        """Clear what the panel showed of the previous endpoint: its models and the test."""
+        self.cancel_delete()
+        self.models = []
+        self.model_list.options = []
+        self._clear_test()
 
     # --- models on the server ----------------------------------------------------------
 
@@ -235,8 +273,34 @@ class DeployPanel:
         if wait:
             self.wait()
 
+    def ask_delete(self) -> None:
+        """What the Delete button does: ask "Delete 'name'?" with Confirm and Cancel."""
+        name = self.model_list.value
+        if not name:
+            self.status.info("select a model in the list first")
+            return
+        self._deleting = name
+        self.confirm_text.value = f"Delete <b>{html.escape(repr(name))}</b>?"
+        self.delete_button.layout.display = "none"
+        self.confirm_box.layout.display = ""
+
+    def cancel_delete(self) -> None:
+        """Close the question of the Delete button without deleting."""
+        self._deleting = None
+        self.confirm_box.layout.display = "none"
+        self.delete_button.layout.display = ""
+
+    def _confirm_delete(self) -> None:
+        name = self._deleting
+        self.cancel_delete()
+        if name:
+            self.delete(name)
+
     def delete(self, name: str | None = None, wait: bool = False) -> None:
-        """Delete a model (by default the one selected in the list) from the server."""
+        """Delete a model (by default the one selected in the list) from the server, at once.
+
+        Only the Delete button asks to confirm: a call from code is the decision.
+        """
         name = name or self.model_list.value
         if not name:
             self.status.info("select a model in the list first")
@@ -249,7 +313,12 @@ class DeployPanel:
 
             return self._with_client(remove)
 
-        self.job.start(f"deleting {name!r}", work, lambda _: f"deleted {name!r}")
+        def done(_: list[str]) -> str:
+            if self.test is not None and self.test["name"] == name:
+                self._clear_test()
+            return f"deleted {name!r}"
+
+        self.job.start(f"deleting {name!r}", work, done)
         if wait:
             self.wait()
 
@@ -269,6 +338,7 @@ class DeployPanel:
             served = self._with_client(lambda client: client.predict(name, x))
             local, served = local[:, -1], served.reshape(len(x), -1)[:, -1]
             return {
+                "name": name,
                 "local": local,
                 "served": served,
                 "max_diff": float(np.abs(local - served).max()),
@@ -285,6 +355,12 @@ class DeployPanel:
         self.job.start(f"testing {name!r}", work, done)
         if wait:
             self.wait()
+
+    def _clear_test(self) -> None:
+        """Forget the last test: its plot and line belong to a model or server now gone."""
+        self.test = None
+        self.test_image.value = b""
+        self.test_text.value = ""
 
 
 def _validation_rows(trainer: Trainer, n: int) -> np.ndarray:

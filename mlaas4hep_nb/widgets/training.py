@@ -222,7 +222,9 @@ class TrainingPanel:
             return str(err)
         if not hasattr(chosen, "files"):
             return repr(chosen)
-        classes = {label: len(paths) for label, paths in chosen.files.items()}
+        classes = {label: len(paths) for label, paths in chosen.files.items() if paths}
+        if not classes:
+            return "no labelled files yet: assign classes in the Browser's Labels"
         spec = f"{chosen.spec.n_features} features" if chosen.spec else "specs not computed yet"
         branches = len(chosen.branches) or "all"
         return f"files per class {classes}, tree {chosen.tree!r}, {branches} branches, {spec}"
