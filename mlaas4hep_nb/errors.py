@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["EmptyDataError", "SchemaError", "SkippedBranchWarning", "SourceError", "warn_user"]
+__all__ = [
+    "EmptyDataError",
+    "SchemaError",
+    "SkippedBranchWarning",
+    "SourceError",
+    "collect_warnings",
+    "warn_user",
+]
 
 _PACKAGE = str(Path(__file__).parent) + os.sep
+_COLLECTOR = threading.local()
 
 
 def __dir__() -> list[str]:
@@ -36,13 +47,33 @@ class SkippedBranchWarning(UserWarning):
     """
 
 
+@contextlib.contextmanager
+def collect_warnings() -> Iterator[list[Warning]]:
+    """This package's warnings raised in this thread go into the list yielded, not to stderr.
+
+    For work that a widget runs in a thread: the panel shows them, while
+    ``warnings.catch_warnings`` would change the filters of every thread.
+    """
+    outer = getattr(_COLLECTOR, "into", None)
+    _COLLECTOR.into = collected = []
+    try:
+        yield collected
+    finally:
+        _COLLECTOR.into = outer
+
+
 def warn_user(message: str, category: type[Warning]) -> None:
     """``warnings.warn`` attributed to the first caller outside this package.
 
     A fixed ``stacklevel`` points into the package whenever the call comes
     through another layer (a generator, an adapter, the Trainer); walking the
-    frames finds the user's line however deep the call is.
+    frames finds the user's line however deep the call is. Inside
+    `collect_warnings`, the warning is collected instead.
     """
+    collected = getattr(_COLLECTOR, "into", None)
+    if collected is not None:
+        collected.append(category(message))
+        return
     level = 2
     here = inspect.currentframe()
     frame = here.f_back if here is not None else None

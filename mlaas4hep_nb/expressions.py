@@ -8,6 +8,7 @@ stay known, and aliases may differ per label (samples with other schemas).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import awkward as ak
@@ -40,12 +41,16 @@ _FUNCTIONS = {
     "min": _per_event(ak.min),
 }
 _LANGUAGE = uproot.language.python.PythonLanguage(functions=_FUNCTIONS)
+# CPython 3.11's parser is not thread-safe ("AST constructor recursion depth mismatch" when
+# files are scanned in parallel): expressions are parsed one at a time
+_PARSING = threading.Lock()
 
 
 def symbols(expression: str, available: Sequence[str], where: str) -> list[str]:
     """The column names that ``expression`` reads; unknown names raise `SchemaError`."""
     try:
-        found = _LANGUAGE.free_symbols(expression, set(available), {}, where, "")
+        with _PARSING:
+            found = _LANGUAGE.free_symbols(expression, set(available), {}, where, "")
     except uproot.KeyInFileError as err:
         msg = f"{expression!r} names {err.key!r}, which is not a branch of {where}"
         raise SchemaError(msg) from err
@@ -64,9 +69,10 @@ def evaluate(expression: str, arrays: Mapping[str, ak.Array], where: str) -> ak.
     """The value of ``expression`` per event, from columns already read."""
     scope = {"get": arrays.__getitem__, "function": _LANGUAGE.functions}
     try:
-        function = _expression_to_function(
-            expression, set(arrays), {}, _LANGUAGE.functions, "get", scope, where, ""
-        )
+        with _PARSING:
+            function = _expression_to_function(
+                expression, set(arrays), {}, _LANGUAGE.functions, "get", scope, where, ""
+            )
         result = function()
     except Exception as err:
         msg = f"{expression!r} failed on {where}: {type(err).__name__}: {err}"

@@ -97,6 +97,13 @@ class FeatureSpec:
     def n_features(self) -> int:
         return sum(branch.pad for branch in self.branches)
 
+    @property
+    def constants(self) -> dict[str, str]:
+        """Constant branches, kept (named exactly) or left out, each with why."""
+        found = {n: why for n, why in self.skipped.items() if why.startswith(_CONSTANT)}
+        found.update({b.name: _constant_reason(b) for b in self.branches if b.constant})
+        return found
+
     def branch(self, name: str) -> BranchSpec:
         for branch in self.branches:
             if branch.name == name:

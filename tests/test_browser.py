@@ -65,6 +65,9 @@ with uproot.recreate(PATH) as file:
 """
 
 
+KERNEL_ROWS = 'print("kernel rows:", "|".join(row.text for row in wide.table.visible))'
+
+
 def wide_notebook(path: Path) -> nbformat.NotebookNode:
     """A notebook that writes a tree of 55 collections (1,045 branches) and browses it."""
     notebook = nbformat.v4.new_notebook()
@@ -73,6 +76,7 @@ def wide_notebook(path: Path) -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell(
             "from mlaas4hep_nb.widgets import Browser\nwide = Browser(PATH, page_size=40)\nwide"
         ),
+        nbformat.v4.new_code_cell(KERNEL_ROWS),
     ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     return notebook
@@ -340,6 +344,12 @@ def test_a_thousand_branches_in_jupyterlab(chromium, lab):
         )
         assert shown[0].startswith("Coll00 (")  # the last filter: Coll0*
         assert len(shown) == 40
+        notebook.locator(".jp-Cell", has_text="kernel rows:").first.click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("Shift+Enter")
+        printed = notebook.locator(".jp-OutputArea-output", has_text="kernel rows: ")
+        printed.wait_for(timeout=30_000)
+        assert printed.inner_text().strip() == "kernel rows: " + "|".join(shown)
         assert not cut_buttons(view), cut_buttons(view)
         page.screenshot(path=str(ARTIFACTS / "wide.png"), full_page=True)
         assert not errors, errors

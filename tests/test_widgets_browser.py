@@ -471,6 +471,9 @@ def test_files_of_other_schemas_train_through_the_workbench(two_schemas):
     browser.specs_button.click()
     browser.wait()
     assert browser.spec.features == ["mu_pt", "n_mu", "MET_px"]
+    assert browser.selection.describe() == (
+        "files per class 0: 1, 1: 1; tree 'events'; 3 branches (2 aliases); 3 features"
+    )
     wb.widget.selected_index = 1
     wb.training.train_button.click()
     wb.training.wait()
@@ -496,6 +499,32 @@ def test_one_file_feeds_both_classes_by_an_expression(tth):
     n_jet = uproot.open(tth[1][0])["Events"]["nJet"].array(library="np")
     assert np.bincount(y.astype(int)).tolist() == [int((n_jet < 7).sum()), int((n_jet >= 7).sum())]
     assert stream.features == [f"Jet_pt_{i}" for i in range(4)] + ["MET_pt"]
+    from mlaas4hep_nb.widgets import TrainingPanel
+
+    line = TrainingPanel(browser).source_line.value
+    assert "1 file(s), each event's class = nJet &gt;= 7; tree 'Events'; 2 branches" in line
     browser.label_editor.mode.value = "file"  # back to a class per file: none is labelled yet
     with pytest.raises(ValueError, match="at least two classes"):
         browser.to_stream()
+
+
+def test_constant_branches_are_flagged_after_the_specs(tmp_path):
+    path = tmp_path / "constant.root"
+    with uproot.recreate(path) as file:
+        columns = {
+            "x": np.arange(50.0),
+            "btag": np.full(50, -1.0),
+            "Jet": ak.zip({"flav": ak.unflatten(np.full(100, -3000.0), np.arange(50) % 5)}),
+        }
+        file.mktree("Events", {k: ak.Array(v).type.content for k, v in columns.items()})
+        file["Events"].extend(columns)
+    browser = Browser(str(path))
+    browser.wait()
+    browser.compute_specs(wait=True)  # the API warns; the panel shows it instead
+    assert browser.spec.features == ["x", "nJet"]
+    assert "left out 2 constant branch(es)" in browser.status.message
+    assert "⚠ left out 2 constant" in browser.status.text.value
+    assert rows(browser)["btag"][3].usable.endswith("constant: every value is -1</span>")
+    browser.expand("Jet")
+    assert "every value is -3000" in rows(browser)["Jet_flav"][3].usable
+    assert rows(browser)["x"][3].usable == "✓"

@@ -7,10 +7,12 @@ import io
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
+
+from ..errors import collect_warnings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -121,7 +123,8 @@ class Status:
         if text is not None:
             self._say(f"{text} ({seconds:.0f} s)")
 
-    def succeed(self, text: str) -> None:
+    def succeed(self, text: str, notes: Sequence[str] = ()) -> None:
+        """Show a success; ``notes`` (what the work warned about) follow it in orange."""
         self._unmeasured = None
         self.error = None
         self.traceback = ""
@@ -129,6 +132,10 @@ class Status:
         self.show_traceback.value = False
         self.progress.layout.display = "none"
         self._say(text, "green")
+        if notes:
+            self.message = "; ".join([text, *notes])
+            shown = "".join(f"<br>⚠ {html.escape(note, quote=False)}" for note in notes)
+            self.text.value += f'<span style="color:#e65100">{shown}</span>'
 
     def fail(self, error: BaseException, doing: str) -> None:
         """Show ``error`` as one readable line; the traceback behind the Traceback button."""
@@ -157,6 +164,7 @@ class Job:
         self._thread: threading.Thread | None = None
         self.result: Any = None
         self.error: BaseException | None = None
+        self.warnings: list[str] = []  # what the last work warned about
         self.doing = ""
 
     @property
@@ -193,9 +201,11 @@ class Job:
                 target=tick, name=f"mlaas4hep_nb: {doing} (clock)", daemon=True
             ).start()
             try:
-                self.result = work()
+                with collect_warnings() as warned:
+                    self.result = work()
                 finished.set()
-                self.status.succeed(done(self.result))
+                self.warnings = [str(warning) for warning in warned]
+                self.status.succeed(done(self.result), self.warnings)
             except Exception as err:
                 finished.set()
                 self.error = err

@@ -99,6 +99,22 @@ class Selection:
             raise ValueError(msg)
         return DataStream(self.files, **{**self.stream_kwargs(), **kwargs})
 
+    def describe(self) -> str:
+        """One line: the files of each class, tree, branches, aliases and the specs."""
+        if self.label is not None:
+            where = f"{len(self.files)} file(s), each event's class = {self.label}"
+        else:
+            classes = {label: len(paths) for label, paths in self.files.items() if paths}
+            if not classes:
+                return "no labelled files yet: assign classes in the Browser's Labels"
+            where = "files per class " + ", ".join(f"{k}: {n}" for k, n in classes.items())
+        branches = f"{len(self.branches)} branches" if self.branches else "every usable branch"
+        per_class = all(isinstance(value, Mapping) for value in self.aliases.values())
+        names = {n for value in self.aliases.values() for n in value} if per_class else self.aliases
+        aliases = f" ({len(names)} aliases)" if names else ""
+        spec = f"{self.spec.n_features} features" if self.spec else "specs not computed yet"
+        return f"{where}; tree {self.tree!r}; {branches}{aliases}; {spec}"
+
     def to_dict(self) -> dict[str, Any]:
         files = (
             {label: list(paths) for label, paths in self.files.items()}
@@ -503,13 +519,7 @@ class Browser:
 
     def _constants(self) -> dict[str, str]:
         """Branches the last specs found constant, with why (they carry no information)."""
-        if self.spec is None:
-            return {}
-        found = {n: why for n, why in self.spec.skipped.items() if why.startswith("constant")}
-        for branch in self.spec.branches:
-            if getattr(branch, "constant", False):
-                found[branch.name] = f"constant: every value is {branch.min:g}"
-        return found
+        return self.spec.constants if self.spec is not None else {}
 
     def _branch_row(self, info: BranchInfo, constants: dict[str, str]) -> Row:
         files, everywhere = self._presence(info.name)

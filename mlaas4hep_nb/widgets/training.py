@@ -211,7 +211,7 @@ class TrainingPanel:
 
     def refresh_source(self) -> None:
         """Describe the data the next Train will use."""
-        self.source_line.value = f"<b>Data:</b> {html.escape(self._describe_source())}"
+        self.source_line.value = f"<b>Data:</b> {html.escape(self._describe_source(), quote=False)}"
 
     def _describe_source(self) -> str:
         if self.source is self.stream:
@@ -220,14 +220,7 @@ class TrainingPanel:
             chosen = getattr(self.source, "selection", self.source)
         except ValueError as err:
             return str(err)
-        if not hasattr(chosen, "files"):
-            return repr(chosen)
-        classes = {label: len(paths) for label, paths in chosen.files.items() if paths}
-        if not classes:
-            return "no labelled files yet: assign classes in the Browser's Labels"
-        spec = f"{chosen.spec.n_features} features" if chosen.spec else "specs not computed yet"
-        branches = len(chosen.branches) or "all"
-        return f"files per class {classes}, tree {chosen.tree!r}, {branches} branches, {spec}"
+        return chosen.describe() if hasattr(chosen, "describe") else repr(chosen)
 
     # --- the model ---------------------------------------------------------------------
 
