@@ -84,12 +84,13 @@ def wide_notebook(path: Path) -> nbformat.NotebookNode:
 
 def cut_buttons(element) -> list[str]:
     """Visible buttons in ``element`` whose text does not fit them, and the classes of
-    elements scrolled sideways (content wider than its place, shifted out of view)."""
+    elements scrolled sideways or showing a sideways scrollbar (content wider than its place)."""
     return element.evaluate(
         "el => [...el.querySelectorAll('button')]"
         ".filter(b => b.offsetParent !== null && b.scrollWidth > b.clientWidth + 1)"
-        ".map(b => b.textContent.trim()).concat("
-        "[...el.querySelectorAll('*')].filter(e => e.scrollLeft > 0).map(e => e.className))"
+        ".map(b => b.textContent.trim()).concat([...el.querySelectorAll('*')].filter(e =>"
+        " e.scrollLeft > 0 || (e.scrollWidth > e.clientWidth + 1"
+        " && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX))).map(e => e.className))"
     )
 
 
