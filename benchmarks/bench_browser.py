@@ -24,11 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import awkward as ak
 import nbformat
-import numpy as np
-import uproot
 
+from mlaas4hep_nb.datasets import make_wide
 from mlaas4hep_nb.widgets.browser import FILTER_PAUSE
 
 CHROMIUM = os.environ.get("MLAAS4HEP_NB_CHROMIUM", "/usr/bin/chromium")
@@ -39,20 +37,6 @@ PATTERNS = {  # filter -> the rows it shows
     "nColl07": 2,
     "Coll0*": 190,
 }
-
-
-def write_wide(path: Path) -> None:
-    rng = np.random.default_rng(3)
-    counts = rng.integers(0, 4, 50)
-    columns = {
-        f"Coll{c:02d}": ak.zip(
-            {f"f{k:02d}": ak.unflatten(rng.random(int(counts.sum())), counts) for k in range(18)}
-        )
-        for c in range(55)
-    }
-    with uproot.recreate(path) as file:
-        file.mktree("Events", {name: value.type.content for name, value in columns.items()})
-        file["Events"].extend(columns)
 
 
 def in_kernel(path: Path) -> None:
@@ -169,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        write_wide(root / "wide.root")
+        make_wide(root / "wide.root")
         in_kernel(root / "wide.root")
         if Path(CHROMIUM).exists():
             in_chromium(root, args.changes)

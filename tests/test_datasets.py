@@ -215,3 +215,14 @@ def test_command_line_lists_and_fetches(data_mirror, capsys):
     assert capsys.readouterr().out.strip() == f"{data_mirror.url}/VBF_HToTauTau.root"
     assert main(["fetch", "zmumu"]) == 2
     assert "no dataset 'zmumu'" in capsys.readouterr().err
+
+
+def test_make_wide_writes_a_tree_as_wide_as_nanoaod(tmp_path):
+    path = mn.datasets.make_wide(tmp_path / "wide.root", n_collections=3, n_columns=2)
+    names = [b.name for b in mn.branches(path)]
+    assert names == [
+        f"{prefix}Coll{c:02d}{suffix}"
+        for c in range(3)
+        for prefix, suffix in (("n", ""), ("", "_f00"), ("", "_f01"))
+    ]
+    assert len(mn.branches(mn.datasets.make_wide(tmp_path / "default.root"))) == 55 * 19

@@ -344,19 +344,7 @@ def test_fixed_size_arrays_show_as_fixed(tmp_path):
 @pytest.fixture(scope="module")
 def wide_file(tmp_path_factory) -> str:
     """A NanoAOD-like tree of 55 collections (counter + 18 columns each): 1,045 branches."""
-    rng = np.random.default_rng(3)
-    counts = rng.integers(0, 4, 50)
-    columns = {
-        f"Coll{c:02d}": ak.zip(
-            {f"f{k:02d}": ak.unflatten(rng.random(int(counts.sum())), counts) for k in range(18)}
-        )
-        for c in range(55)
-    }
-    path = tmp_path_factory.mktemp("wide") / "wide.root"
-    with uproot.recreate(path) as file:
-        file.mktree("Events", {name: value.type.content for name, value in columns.items()})
-        file["Events"].extend(columns)
-    return str(path)
+    return mn.datasets.make_wide(tmp_path_factory.mktemp("wide") / "wide.root")
 
 
 def widget_count() -> int:

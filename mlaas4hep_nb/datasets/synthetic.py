@@ -1,4 +1,4 @@
-"""Synthetic NanoAOD-like ttH (H->bb) signal and ttbar background, written as ROOT files."""
+"""Synthetic NanoAOD-like files: ttH (H->bb) signal and ttbar background, and a very wide tree."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-__all__ = ["make_tth"]
+__all__ = ["make_tth", "make_wide"]
 
 _BLOCK = 20_000  # entries per extend() call: one basket per branch per block
 
@@ -158,3 +158,33 @@ def make_tth(
             first += int(size)
             result[label].append(str(path))
     return result
+
+
+def make_wide(
+    path: str | os.PathLike,
+    n_collections: int = 55,
+    n_columns: int = 18,
+    n_events: int = 50,
+    seed: int = 3,
+) -> str:
+    """Write a tree as wide as NanoAOD: ``n_collections`` collections of ``n_columns`` each.
+
+    Collection ``Coll07`` is a counter ``nColl07`` and jagged columns
+    ``Coll07_f00``... (random values): 55 x 19 = 1,045 branches by default, to
+    try the Browser and its filters at NanoAOD's scale. Returns the path.
+    """
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 4, n_events)
+    columns = {
+        f"Coll{c:02d}": ak.zip(
+            {
+                f"f{k:02d}": ak.unflatten(rng.random(int(counts.sum())), counts)
+                for k in range(n_columns)
+            }
+        )
+        for c in range(n_collections)
+    }
+    with uproot.recreate(path) as file:
+        file.mktree("Events", {name: value.type.content for name, value in columns.items()})
+        file["Events"].extend(columns)
+    return os.fspath(path)

@@ -15,6 +15,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ._common import unshrinking
 from .labels import close_all
 
 __all__ = ["EVERY_CLASS", "AliasEditor", "Check"]
@@ -74,9 +75,7 @@ class AliasEditor:
             placeholder="expression, e.g. max(sqrt(Muon_Px**2 + Muon_Py**2))",
             layout=w.Layout(flex="1 1 auto"),
         )
-        self.set_button = w.Button(
-            description="Set", icon="check", layout=w.Layout(width="auto", flex="0 0 auto")
-        )
+        self.set_button = w.Button(description="Set", icon="check", layout=unshrinking())
         self.listing = w.VBox()
         self.target.observe(lambda _: self._fill(), "value")
         self.set_button.on_click(lambda _: self.define(self.name.value, self.expression.value))

@@ -18,7 +18,7 @@ from ..branch_groups import filter_names, group_names, no_match_hint
 from ..paths import expand
 from ..sources import alias_info, catalog, list_trees, preview
 from ..specs import cache_dir, compute_specs
-from ._common import Job, Status, figure_png, image_box, new_figure
+from ._common import Job, Status, figure_png, image_box, new_figure, unshrinking
 from .aliases import EVERY_CLASS, AliasEditor
 from .branch_table import BranchTable, Row
 from .cluster import cluster_html
@@ -286,7 +286,7 @@ class Browser:
             description="Open",
             icon="folder-open",
             button_style="primary",
-            layout=w.Layout(width="auto", flex="0 0 auto"),
+            layout=unshrinking(),
         )
         self.recent = w.Dropdown(
             options=[("recent paths", "")] + [(p, p) for p in _load_recent()],
@@ -306,11 +306,9 @@ class Browser:
             description="Pick matching",
             icon="check-square",
             tooltip="pick every usable branch the filter lets through, on all pages",
-            layout=w.Layout(width="auto", flex="0 0 auto"),
+            layout=unshrinking(),
         )
-        self.clear_picks = w.Button(
-            description="Clear", icon="square", layout=w.Layout(width="auto", flex="0 0 auto")
-        )
+        self.clear_picks = w.Button(description="Clear", icon="square", layout=unshrinking())
         self.picked_label = w.HTML()
         self.table = BranchTable(page_size, self._row_checked, self._row_clicked)
         self.preview_image = image_box(max_width="100%")
@@ -331,7 +329,7 @@ class Browser:
             description="Compute specs",
             icon="calculator",
             button_style="success",
-            layout=w.Layout(width="auto", flex="0 0 auto"),
+            layout=unshrinking(),
         )
         self.summary = w.HTML()
         self.cluster_line = w.HTML(cluster_html(self.client))
