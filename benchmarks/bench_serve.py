@@ -10,9 +10,13 @@ process) on 127.0.0.1:
 3. for context, endpoints that return a constant: bare Starlette under stock
    uvicorn settings, and a bare ASGI app under the server's own settings.
 
-Each load runs for ``--seconds`` (default 10) after a short warm-up.
+Each load runs for ``--seconds`` (default 10) after a short warm-up. With
+``--models N``, the model dir also holds N - 1 small models (8x16x1): the
+script reports the server's start-up time (until every model is served) and
+resident memory against a server with the benchmark network alone, and the
+loads run on the benchmark network while the other models sit idle.
 
-    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare]
+    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--models 100]
 
 ``wrk`` comes from Debian (``apt-get install wrk``).
 """
@@ -110,6 +114,46 @@ def make_bundle(folder: Path) -> Path:
     return write_bundle(model, folder / "bench", features=features)
 
 
+def add_small_models(folder: Path, count: int) -> None:
+    """``count`` copies of a small 8x16x1 bundle, as a shared service holds many models."""
+    import json
+
+    import keras
+
+    from mlaas4hep_nb.bundle import write_bundle
+
+    inputs = keras.Input((8,), name="inputs")
+    hidden = keras.layers.Dense(16, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    first = write_bundle(model, folder / "small_000", features=[f"x{i}" for i in range(8)])
+    for i in range(1, count):
+        copy = folder / f"small_{i:03d}"
+        shutil.copytree(first, copy)
+        params = json.loads((copy / "params.json").read_text())
+        (copy / "params.json").write_text(json.dumps({**params, "name": copy.name}))
+
+
+def start_server(models: Path) -> tuple[subprocess.Popen, str, float]:
+    """``mlaas4hep-nb serve`` on the model dir; its URL and the seconds until it served."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlaas4hep_nb.cli", "serve", "--port", str(port),
+               "--model-dir", str(models)]  # fmt: skip
+    start = time.perf_counter()
+    server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url + "/status", server)
+    expected = {p.name for p in models.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    while set(requests.get(url + "/status", timeout=10).json()["models"]) != expected:
+        time.sleep(0.05)
+    return server, url, time.perf_counter() - start
+
+
+def rss_mib(process: subprocess.Popen) -> float:
+    import psutil
+
+    return psutil.Process(process.pid).memory_info().rss / 2**20
+
+
 def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
     script = body.with_suffix(".lua")
     script.write_text(LUA.format(body=body))
@@ -152,6 +196,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--skip-bare", action="store_true", help="skip the constant endpoints")
+    parser.add_argument("--models", type=int, default=1, help="models in the model dir")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
@@ -172,17 +217,26 @@ def main() -> int:
         batch.write_bytes(orjson.dumps({"keys": keys, "values": x, "model": "bench"},
                                        option=orjson.OPT_SERIALIZE_NUMPY))  # fmt: skip
 
-        port = free_port()
-        command = [sys.executable, "-m", "mlaas4hep_nb.cli", "serve", "--port", str(port),
-                   "--model-dir", str(models)]  # fmt: skip
-        server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        if args.models > 1:
+            server, url, alone = start_server(models)
+            memory_alone = rss_mib(server)
+            server.terminate()
+            server.wait(30)
+            add_small_models(models, args.models - 1)
+        server, url, started = start_server(models)
         processes.append(server)
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(url + "/status", server)
         check = requests.post(url + "/json", data=single.read_bytes(), timeout=30)
         check.raise_for_status()
         print(f"network {N_FEATURES}x{'x'.join(map(str, LAYERS))}x1, {os.cpu_count()} cores "
               f"shared by server and wrk; {args.seconds:g} s per load")  # fmt: skip
+        if args.models > 1:
+            memory = rss_mib(server)
+            per_model = (memory - memory_alone) / (args.models - 1)
+            print(
+                f"{args.models} models: served {started:.1f} s after start (one model: "
+                f"{alone:.1f} s); RSS {memory:,.0f} MiB (one model: {memory_alone:,.0f} MiB, "
+                f"{per_model:.1f} MiB per small model)"
+            )
         results = {}
         results["single"] = load(url + "/json", single, 100, args.seconds, args.threads)
         print(line("TFaaS /json, 1 row, c=100", results["single"]), flush=True)
