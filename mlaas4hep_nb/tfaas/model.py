@@ -57,6 +57,7 @@ class ServedModel:
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None) -> None:
+        from .frozen import frozen_graph_path, load_frozen
         from .runner import load_signatures
 
         self.path = Path(path)
@@ -69,10 +70,15 @@ class ServedModel:
             msg = f"params.json of {self.name!r} is not a JSON object"
             raise BundleError(msg)
         self.labels = self._read_labels()
+        self.frozen_graph = frozen_graph_path(self.path, self.params)  # a TF1 bundle
         try:
-            signatures = load_signatures(self.path)
+            if self.frozen_graph is not None:
+                signatures = load_frozen(self.frozen_graph, self.params)
+            else:
+                signatures = load_signatures(self.path)
         except Exception as err:  # TF raises many kinds for a bad or missing SavedModel
-            msg = f"bundle {self.name!r} has no loadable SavedModel: {type(err).__name__}: {err}"
+            what = "frozen graph" if self.frozen_graph is not None else "SavedModel"
+            msg = f"bundle {self.name!r} has no loadable {what}: {type(err).__name__}: {err}"
             raise BundleError(msg) from None
         op = self.params.get("op")
         default = signatures.get(op) or signatures.get("serving_default")

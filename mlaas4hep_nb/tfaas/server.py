@@ -49,6 +49,7 @@ DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
 ENV_OPTIONS = "MLAAS4HEP_NB_SERVE_OPTIONS"
 _JSON_PATHS = frozenset(("/json", "/predict/json"))
 _OPEN_PATHS = frozenset(("/v2/health/live", "/v2/health/ready", "/openapi.json"))
+_GUARDED_POSTS = frozenset(("/upload", "/bundle", "/params"))
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -186,7 +187,7 @@ class TFaaSApp:
     def _needs_token(self, method: str, path: str) -> bool:
         if self.token_all:
             return path not in _OPEN_PATHS
-        return method == "DELETE" or (method == "POST" and path in ("/upload", "/params"))
+        return method == "DELETE" or (method == "POST" and path in _GUARDED_POSTS)
 
     def _authorized(self, scope) -> bool:
         for key, value in scope["headers"]:
@@ -399,26 +400,32 @@ class TFaaSApp:
     async def upload(self, request: Request) -> Response:
         body = await _request_body(request, self.max_upload)
         staging = self.registry.staging()
+        is_form = request.headers.get("content-type", "").startswith("multipart/form-data")
         try:
-            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            if is_form:
+                encoded = request.headers.get("content-encoding", "").strip().lower() == "base64"
                 form_request = Request(request.scope, _replay(body))
                 async with form_request.form(max_files=8, max_fields=16) as form:
-                    name, folder = await stage_form(form, staging, self.max_unpacked)
+                    staged = [await stage_form(form, staging, self.max_unpacked, encoded)]
             else:
-                name, folder = await run_in_threadpool(
-                    stage_tarball, body, staging, self.max_unpacked
-                )
-            try:
-                model = await run_in_threadpool(ServedModel, folder, name)
-            except BundleError as err:
-                raise RequestError(400, str(err)) from None
-            self.registry.install(name, folder, model)
-            self._batchers.pop(name, None)
+                staged = await run_in_threadpool(stage_tarball, body, staging, self.max_unpacked)
+            models = []
+            for name, folder in staged:  # all load, or none is installed
+                try:
+                    models.append(await run_in_threadpool(ServedModel, folder, name))
+                except BundleError as err:
+                    raise RequestError(400, str(err)) from None
+            for (name, folder), model in zip(staged, models, strict=True):
+                self.registry.install(name, folder, model)
+                self._batchers.pop(name, None)
         finally:
             await run_in_threadpool(shutil.rmtree, staging, True)
+        if is_form:  # as upstream: the last form upload is the default model
+            self.registry.default = models[0].name
         self._settle()
-        log.info("uploaded model %s", name)
-        return _json({"name": name, "n_features": model.n_features, "status": "uploaded"})
+        log.info("uploaded models %s", [model.name for model in models])
+        answers = [{"name": m.name, "n_features": m.n_features} for m in models]
+        return _json({**answers[0], "models": answers, "status": "uploaded"})
 
     async def delete(self, request: Request) -> Response:
         name = request.path_params.get("name") or request.query_params.get("model")
@@ -486,6 +493,7 @@ class TFaaSApp:
             Route("/status", self.status, methods=["GET"]),
             Route("/models", self.models, methods=["GET"]),
             Route("/upload", self.upload, methods=["POST"]),
+            Route("/bundle", self.upload, methods=["POST"]),
             Route("/json", self.predict_json_route, methods=["POST"]),
             Route("/predict/json", self.predict_json_route, methods=["POST"]),
             Route("/proto", self.proto, methods=["POST"]),
