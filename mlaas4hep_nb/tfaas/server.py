@@ -1,6 +1,6 @@
 """The TFaaS-compatible ASGI application.
 
-Upstream TFaaS routes (``/upload``, ``/json``, ``/proto``, ``/models``,
+Upstream TFaaS routes (``/upload``, ``/json``, ``/proto``, ``/image``, ``/models``,
 ``/delete``, ``/params``, ``/status``), TF Serving REST (``/v1``), Open
 Inference Protocol v2 (``/v2``) and ``/openapi.json``. ``POST /json`` (and
 ``/predict/json``) is answered by a plain ASGI path that skips the router:
@@ -312,6 +312,16 @@ class TFaaSApp:
         message = Predictions(prediction=classes)
         return Response(message.SerializeToString(), media_type="application/octet-stream")
 
+    async def image(self, request: Request) -> Response:
+        from .image import classify, read_image_form
+
+        body = await _request_body(request, self.max_upload)
+        async with Request(request.scope, _replay(body)).form(max_files=2, max_fields=4) as form:
+            name, data, filename = await read_image_form(form)
+        model = self.registry.get(name)
+        loop = asyncio.get_running_loop()
+        return _json(await loop.run_in_executor(self.executor, classify, model, data, filename))
+
     async def tf_serving(self, request: Request) -> Response:
         name, _, verb = request.path_params["target"].partition(":")
         if request.method == "GET":
@@ -498,6 +508,8 @@ class TFaaSApp:
             Route("/predict/json", self.predict_json_route, methods=["POST"]),
             Route("/proto", self.proto, methods=["POST"]),
             Route("/predict/proto", self.proto, methods=["POST"]),
+            Route("/image", self.image, methods=["POST"]),
+            Route("/predict/image", self.image, methods=["POST"]),
             Route("/params", self.params, methods=["GET", "POST"]),
             Route("/params/{name}", self.params, methods=["GET"]),
             Route("/delete", self.delete, methods=["DELETE"]),
