@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from .batching import MicroBatcher
 from .errors import RequestError
+from .host import host_status
 from .model import BundleError, ServedModel
 from .names import SERVER_NAME
 from .openapi import openapi_schema
@@ -168,7 +169,7 @@ class TFaaSApp:
         method, path = scope["method"], scope["path"]
         if method == "GET":
             self.get_requests += 1
-        else:
+        elif method == "POST":
             self.post_requests += 1
         needs_token = self.token is not None and self._needs_token(method, path)
         if needs_token and not self._authorized(scope):
@@ -479,6 +480,7 @@ class TFaaSApp:
                 "getRequests": self.get_requests,
                 "postRequests": self.post_requests,
                 "Load": dict(zip(("load1", "load5", "load15"), os.getloadavg(), strict=True)),
+                **host_status(),
                 "batches": {
                     name: {"calls": b.calls, "rows": b.rows} for name, b in batchers.items()
                 },
