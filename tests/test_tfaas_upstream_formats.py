@@ -11,7 +11,6 @@ requests are rebuilt byte for byte as src/python/tfaas_client.py builds them
 from __future__ import annotations
 
 import binascii
-import getpass
 import io
 import itertools
 import json
@@ -103,8 +102,8 @@ class MultiPartForm:
     def __init__(self) -> None:
         self.form_fields: list = []
         self.files: list = []
-        # mimetools.choose_boundary(): host address, uid, pid, time and a counter
-        self.boundary = f"127.0.0.1.{os.getuid()}.{os.getpid()}.{uuid.uuid4().int % 10**12}.1"
+        # the shape of mimetools.choose_boundary(): host address, pid, a random part, a counter
+        self.boundary = f"127.0.0.1.{os.getpid()}.{uuid.uuid4().int % 10**12}.1"
 
     def get_content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
@@ -145,7 +144,8 @@ class MultiPartForm:
 class PythonClient:
     """The functions of upstream's tfaas_client.py: the same requests, sent with urllib."""
 
-    AGENT = "tfaas-client/1.1::python/{}.{} ({})".format(*sys.version_info[:2], getpass.getuser())
+    CLIENT = "tfaas-client/1.1::python/{}.{}".format(*sys.version_info[:2])
+    AGENT = f"{CLIENT} ({os.environ.get('USER', '')})"
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -618,7 +618,9 @@ def test_bad_image_requests_are_400(server, tmp_path):
     mn.TFaaSClient(server.url).upload(tmp_path / "rows", name="rows")
     grey = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
     tf.saved_model.save(grey, str(tmp_path / "grey"))
-    tar_cfz(tmp_path, "grey.tar.gz", "grey")
+    tf.saved_model.save(grey, str(tmp_path / "colour"))
+    (tmp_path / "colour" / "params.json").write_text('{"name": "colour", "img_channels": 3}')
+    tar_cfz(tmp_path, "grey.tar.gz", "grey", "colour")
     answer = requests.post(server.url + "/upload", data=(tmp_path / "grey.tar.gz").read_bytes())
     assert answer.status_code == 200, answer.text
     assert requests.get(server.url + "/params/grey").json()["img_channels"] == 1  # derived
@@ -635,6 +637,7 @@ def test_bad_image_requests_are_400(server, tmp_path):
         ({"image": ("a.png", bytes(huge))}, {"model": "grey"}, "pixels"),
         ({"other": ("a.png", image.getvalue())}, {"model": "grey"}, '"image"'),
         ({"image": ("a.png", image.getvalue())}, {"model": "nope"}, "unknown model"),
+        ({"image": ("a.png", image.getvalue())}, {"model": "colour"}, "img_channels 3"),
     ]
     for files, data, why in cases:
         answer = requests.post(server.url + "/image", files=files, data=data)

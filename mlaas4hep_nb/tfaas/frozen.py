@@ -57,7 +57,9 @@ def frozen_graph_path(folder: str | os.PathLike, params: dict) -> Path | None:
     """
     folder = Path(folder)
     saved = folder / SAVED_MODEL_FILE
-    if saved.is_file() and is_saved_model(saved.read_bytes()):
+    if saved.is_file() and (
+        (folder / "variables").is_dir() or is_saved_model(saved.read_bytes())
+    ):  # upstream's rule for a SavedModel, else what the file holds
         return None
     model = params.get("model")
     path = folder / model if isinstance(model, str) and model else saved

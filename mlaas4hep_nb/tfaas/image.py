@@ -103,6 +103,12 @@ def classify(model: ServedModel, data: bytes, filename: str) -> np.ndarray | dic
     """Upstream's answer for the image file ``data`` sent to ``model`` (blocking: TF runs here)."""
     channels = _channels(model)
     if model.image_shape is not None:
+        if model.image_shape[-1] not in (None, channels):
+            raise RequestError(
+                400,
+                f"model {model.name!r} takes images of {model.image_shape[-1]} channels, "
+                f"but its {PARAMS_FILE} says img_channels {channels}",
+            )
         x = image_tensor(data, channels, tuple(model.image_shape[:2]))
     else:
         x = image_tensor(data, channels)
