@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import tarfile
 import threading
@@ -524,36 +525,126 @@ def test_one_write_protocol_keeps_head_requests_large_bodies_and_keep_alive(serv
 
 
 class FakeUpstream(BaseHTTPRequestHandler):
-    """Answers like upstream TFaaS: one row per /json request, no "server" in /status."""
+    """Answers like upstream TFaaS: one row per /json request, no "server" in /status.
 
-    def _answer(self, body: object) -> None:
+    As upstream's DeleteHandler, it reads the model to delete from a multipart
+    form (or the path /delete/NAME), never from a query string; as its rate
+    limiter (ulule/limiter), it refuses every ``limit_every``-th request with
+    429 "Limit exceeded" and the X-RateLimit headers.
+    """
+
+    limit_every = 0
+    seen: list  # (method, path, status) of each request
+    deleted: list
+
+    def _answer(self, body: object, status: int = 200) -> None:
         data = json.dumps(body).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+        self.seen.append((self.command, self.path, status))
+
+    def _limited(self) -> bool:
+        if not self.limit_every or (len(self.seen) + 1) % self.limit_every:
+            return False
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        data = b"Limit exceeded\n"
+        self.send_response(429)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("X-RateLimit-Limit", "1")
+        self.send_header("X-RateLimit-Remaining", "0")
+        self.send_header("X-RateLimit-Reset", str(int(time.time())))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.seen.append((self.command, self.path, 429))
+        return True
 
     def do_GET(self):
-        self._answer({"Uptime": 1.0, "getRequests": 1} if self.path == "/status" else None)
+        if not self._limited():
+            self._answer({"Uptime": 1.0, "getRequests": 1} if self.path == "/status" else None)
 
     def do_POST(self):
+        if self._limited():
+            return
         row = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert all(isinstance(v, float) for v in row["values"])  # one row, never a batch
         self._answer([sum(row["values"])])
+
+    def do_DELETE(self):
+        if self._limited():
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        model = ""
+        if "form-data" in self.headers.get("Content-Type", ""):  # r.FormValue("model")
+            found = re.search(r'name="model"\r\n\r\n(.*?)\r\n--', body)
+            model = found.group(1) if found else ""
+        elif self.path.startswith("/delete/"):
+            model = self.path.removeprefix("/delete/")
+        if not model:
+            self._answer({"error": "no model name is provided"}, 400)
+            return
+        self.deleted.append(model)
+        self._answer(None)
 
     def log_message(self, *args):
         pass
 
 
+def start_upstream(limit_every: int = 0):
+    handler = type("Upstream", (FakeUpstream,), {"limit_every": limit_every})
+    handler.seen, handler.deleted = [], []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, handler
+
+
 @pytest.fixture
 def upstream():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    httpd, _ = start_upstream()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+def test_client_deletes_with_upstreams_form_and_waits_out_its_rate_limit():
+    httpd, handler = start_upstream(limit_every=2)
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert requests.delete(url + "/delete", params={"model": "m"}).status_code == 400
+        client = mn.TFaaSClient(url, backoff=0.01)
+        assert client.is_upstream()
+        x = rows(4)
+        np.testing.assert_allclose(client.predict("m", x), x.sum(axis=1, keepdims=True), 1e-5)
+        client.delete("m")
+        assert handler.deleted == ["m"]
+        refused = [entry for entry in handler.seen if entry[2] == 429]
+        assert len(refused) >= 3
+        impatient = mn.TFaaSClient(url, retries=0, upstream=True)
+        with pytest.raises(mn.tfaas.TFaaSError, match="Limit exceeded") as info:
+            impatient.predict("m", x)  # four requests: one is refused
+        assert info.value.status == 429
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_rate_limit_wait_follows_the_servers_headers():
+    from mlaas4hep_nb.tfaas.client import _rate_limit_wait
+
+    def answer(**headers):
+        response = requests.Response()
+        response.headers.update({key.replace("_", "-"): value for key, value in headers.items()})
+        return response
+
+    assert _rate_limit_wait(answer(), 0.2, 30) == 0.2
+    assert _rate_limit_wait(answer(Retry_After="3"), 0.2, 30) == 3
+    assert _rate_limit_wait(answer(Retry_After="600"), 0.2, 30) == 30
+    reset = str(int(time.time()) + 5)
+    assert 3.5 < _rate_limit_wait(answer(X_RateLimit_Reset=reset), 0.2, 30) <= 5
+    assert _rate_limit_wait(answer(X_RateLimit_Reset="soon"), 0.2, 30) == 0.2
 
 
 def test_client_detects_upstream_and_sends_row_by_row(upstream):

@@ -8,9 +8,11 @@ Importing it does not import TensorFlow.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,22 @@ def _unreachable(server: str, error: requests.RequestException, timeout: float) 
     return f"cannot reach {server}: {why}"
 
 
+def _rate_limit_wait(response: requests.Response, fallback: float, most: float) -> float:
+    """Seconds to wait after a 429: what the server says (at most ``most``), else ``fallback``."""
+    headers = response.headers
+    wait = None
+    try:
+        if "Retry-After" in headers:
+            wait = float(headers["Retry-After"])
+        elif "X-RateLimit-Reset" in headers:  # upstream (ulule/limiter): the reset's Unix time
+            wait = float(headers["X-RateLimit-Reset"]) - time.time()
+    except ValueError:
+        wait = None
+    if wait is None or math.isnan(wait):
+        return fallback
+    return min(max(wait, fallback), most)
+
+
 class TFaaSClient:
     """A client for a TFaaS server (upstream's or this package's).
 
@@ -98,7 +116,9 @@ class TFaaSClient:
     verify : check the server's certificate (True), a CA bundle or folder to
         check it against, or False. With True, ``$X509_CERT_DIR`` is used when set.
     retries, backoff : connection attempts that fail are retried this many
-        times, waiting ``backoff * 2**n`` seconds.
+        times, waiting ``backoff * 2**n`` seconds; so are requests that a
+        rate limit (upstream's) answers with 429, waiting until the limit
+        resets (``Retry-After`` or ``X-RateLimit-Reset``) or ``backoff * 2**n``.
     upstream : True to talk to an upstream TFaaS (one row per request), False
         for this package's server; None detects it from ``/status``.
     """
@@ -120,6 +140,8 @@ class TFaaSClient:
 
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
         self.upstream = upstream
         self.session = requests.Session()
         retry = Retry(
@@ -162,10 +184,15 @@ class TFaaSClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
-        try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.RequestException as err:
-            raise TFaaSError(0, _unreachable(self.url, err, self.timeout), url) from err
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as err:
+                raise TFaaSError(0, _unreachable(self.url, err, self.timeout), url) from err
+            if response.status_code != 429 or attempt == self.retries:
+                break
+            # upstream rate-limits each client (429 "Limit exceeded"): wait, then try again
+            time.sleep(_rate_limit_wait(response, self.backoff * 2**attempt, self.timeout))
         if response.status_code >= 400:
             raise TFaaSError(response.status_code, _message(response), url)
         return response
@@ -215,7 +242,8 @@ class TFaaSClient:
 
     def delete(self, name: str) -> None:
         """Remove the model ``name`` from the server."""
-        self._request("DELETE", "/delete", params={"model": check_name(name)})
+        # upstream reads the name from a multipart form only, as its Python client sends it
+        self._request("DELETE", "/delete", files={"model": (None, check_name(name))})
 
     # --- upload --------------------------------------------------------------------------
 

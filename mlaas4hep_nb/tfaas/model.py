@@ -57,6 +57,7 @@ class ServedModel:
     """
 
     def __init__(self, path: str | os.PathLike, name: str | None = None) -> None:
+        from .frozen import frozen_graph_path, load_frozen
         from .runner import load_signatures
 
         self.path = Path(path)
@@ -69,10 +70,15 @@ class ServedModel:
             msg = f"params.json of {self.name!r} is not a JSON object"
             raise BundleError(msg)
         self.labels = self._read_labels()
+        self.frozen_graph = frozen_graph_path(self.path, self.params)  # a TF1 bundle
         try:
-            signatures = load_signatures(self.path)
+            if self.frozen_graph is not None:
+                signatures = load_frozen(self.frozen_graph, self.params)
+            else:
+                signatures = load_signatures(self.path)
         except Exception as err:  # TF raises many kinds for a bad or missing SavedModel
-            msg = f"bundle {self.name!r} has no loadable SavedModel: {type(err).__name__}: {err}"
+            what = "frozen graph" if self.frozen_graph is not None else "SavedModel"
+            msg = f"bundle {self.name!r} has no loadable {what}: {type(err).__name__}: {err}"
             raise BundleError(msg) from None
         op = self.params.get("op")
         default = signatures.get(op) or signatures.get("serving_default")
@@ -86,13 +92,21 @@ class ServedModel:
             )
             raise BundleError(msg)
         (self.input_name, tensor), *_ = default.inputs.items()
-        if len(tensor.shape) != 2:
-            msg = f"the input of {self.name!r} has shape {tensor.shape}; [None, n] is needed"
+        if len(tensor.shape) not in (2, 4):
+            msg = (
+                f"the input of {self.name!r} has shape {tensor.shape}; "
+                "[None, n] (or an image, [None, height, width, channels]) is needed"
+            )
             raise BundleError(msg)
+        # an image model: /image feeds it [1, height, width, channels], /json flat rows
+        self.image_shape = tensor.shape[1:] if len(tensor.shape) == 4 else None
         self.output_name = default.select(self.params.get("output_name"))
         self._default = default
         features = self.params.get("features")
-        width = tensor.shape[1]
+        width = tensor.shape[1] if self.image_shape is None else None
+        if self.image_shape is not None and None not in self.image_shape:
+            width = int(np.prod(self.image_shape))
+            self.predict = self._predict_images  # the row models' predict stays as it is
         self.n_features: int | None = (
             width if width is not None else len(features) if isinstance(features, list) else None
         )
@@ -139,6 +153,10 @@ class ServedModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``[rows, k]`` for the float32 rows ``x`` ``[rows, n]`` (serving_default)."""
         return self._default(**{self.input_name: x})
+
+    def _predict_images(self, x: np.ndarray) -> np.ndarray:
+        """`predict` for a model of fixed-size images: rows of ``h * w * c`` pixels, or images."""
+        return self._default(**{self.input_name: x.reshape(-1, *self.image_shape)})
 
     def predict_masked(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Outputs through ``serving_with_mask`` when the bundle has it, else serving_default."""

@@ -111,6 +111,16 @@ _UPLOAD = {
     },
 }
 
+_IMAGE = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"image": {"type": "string", "format": "binary"}, "model": _NAME},
+            "required": ["image"],
+        }
+    }
+}
+
 
 def openapi_schema(version: str) -> dict:
     """The OpenAPI 3.0 document of every route."""
@@ -118,15 +128,20 @@ def openapi_schema(version: str) -> dict:
     proto = _operation("predict one tfaaspb.Row, answer tfaaspb.Predictions", _BINARY)
     proto["responses"]["200"] = _ok("tfaaspb.Predictions", _BINARY)
     model_query = [{"name": "model", "in": "query", "required": False, "schema": _NAME}]
+    image = _operation("classify an image file (PNG, JPEG, GIF, BMP) with an image model", _IMAGE)
+    upload = _operation("upload a bundle tarball or an upstream form", _UPLOAD)
     paths = {
         "/": {"get": _operation("server name, version and routes")},
         "/status": {"get": _operation("server status, request counts and models")},
         "/models": {"get": _operation("params of every served model")},
-        "/upload": {"post": _operation("upload a bundle tarball or an upstream form", _UPLOAD)},
+        "/upload": {"post": upload},
+        "/bundle": {"post": upload},
         "/json": {"post": predict},
         "/predict/json": {"post": predict},
         "/proto": {"post": proto},
         "/predict/proto": {"post": proto},
+        "/image": {"post": image},
+        "/predict/image": {"post": image},
         "/params": {
             "get": _operation("params of the default model"),
             "post": _operation(

@@ -183,11 +183,31 @@ def _eager_signatures(path: Path) -> dict[str, Signature]:
     return signatures
 
 
+def _probe(signatures: dict[str, Signature]) -> None:
+    """Call each signature once on a row of zeros, so that a broken session fails now.
+
+    The TF1 loader can load a SavedModel whose functions then miss their
+    variables (a Keras 3 model written by ``tf.saved_model.save``): the
+    first request would fail. Signatures with inputs of unknown size or of
+    other than numbers are not called.
+    """
+    for signature in signatures.values():
+        tensors = [signature.inputs[name] for name in signature._order]
+        if not tensors or any(
+            len(t.shape) < 1 or None in t.shape[1:] or t.dtype.kind not in "biuf" for t in tensors
+        ):
+            continue
+        call = signature._bind(sorted(signature.outputs)[0], signature._order)
+        call(*[np.zeros((1, *t.shape[1:]), dtype=t.dtype) for t in tensors])
+
+
 def load_signatures(path: str | os.PathLike) -> dict[str, Signature]:
     """The signatures of the SavedModel in ``path``, by name (session first, eager else)."""
     path = Path(path)
     try:
-        return _session_signatures(path)
+        signatures = _session_signatures(path)
+        _probe(signatures)
+        return signatures
     except Exception as err:
         log.info("loading %s eagerly (a session could not: %s)", path, err)
     return _eager_signatures(path)

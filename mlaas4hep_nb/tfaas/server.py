@@ -1,6 +1,6 @@
 """The TFaaS-compatible ASGI application.
 
-Upstream TFaaS routes (``/upload``, ``/json``, ``/proto``, ``/models``,
+Upstream TFaaS routes (``/upload``, ``/json``, ``/proto``, ``/image``, ``/models``,
 ``/delete``, ``/params``, ``/status``), TF Serving REST (``/v1``), Open
 Inference Protocol v2 (``/v2``) and ``/openapi.json``. ``POST /json`` (and
 ``/predict/json``) is answered by a plain ASGI path that skips the router:
@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from .batching import MicroBatcher
 from .errors import RequestError
+from .host import host_status
 from .model import BundleError, ServedModel
 from .names import SERVER_NAME
 from .openapi import openapi_schema
@@ -49,6 +50,7 @@ DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
 ENV_OPTIONS = "MLAAS4HEP_NB_SERVE_OPTIONS"
 _JSON_PATHS = frozenset(("/json", "/predict/json"))
 _OPEN_PATHS = frozenset(("/v2/health/live", "/v2/health/ready", "/openapi.json"))
+_GUARDED_POSTS = frozenset(("/upload", "/bundle", "/params"))
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -167,7 +169,7 @@ class TFaaSApp:
         method, path = scope["method"], scope["path"]
         if method == "GET":
             self.get_requests += 1
-        else:
+        elif method == "POST":
             self.post_requests += 1
         needs_token = self.token is not None and self._needs_token(method, path)
         if needs_token and not self._authorized(scope):
@@ -186,7 +188,7 @@ class TFaaSApp:
     def _needs_token(self, method: str, path: str) -> bool:
         if self.token_all:
             return path not in _OPEN_PATHS
-        return method == "DELETE" or (method == "POST" and path in ("/upload", "/params"))
+        return method == "DELETE" or (method == "POST" and path in _GUARDED_POSTS)
 
     def _authorized(self, scope) -> bool:
         for key, value in scope["headers"]:
@@ -311,6 +313,16 @@ class TFaaSApp:
         message = Predictions(prediction=classes)
         return Response(message.SerializeToString(), media_type="application/octet-stream")
 
+    async def image(self, request: Request) -> Response:
+        from .image import classify, read_image_form
+
+        body = await _request_body(request, self.max_upload)
+        async with Request(request.scope, _replay(body)).form(max_files=2, max_fields=4) as form:
+            name, data, filename = await read_image_form(form)
+        model = self.registry.get(name)
+        loop = asyncio.get_running_loop()
+        return _json(await loop.run_in_executor(self.executor, classify, model, data, filename))
+
     async def tf_serving(self, request: Request) -> Response:
         name, _, verb = request.path_params["target"].partition(":")
         if request.method == "GET":
@@ -399,26 +411,32 @@ class TFaaSApp:
     async def upload(self, request: Request) -> Response:
         body = await _request_body(request, self.max_upload)
         staging = self.registry.staging()
+        is_form = request.headers.get("content-type", "").startswith("multipart/form-data")
         try:
-            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            if is_form:
+                encoded = request.headers.get("content-encoding", "").strip().lower() == "base64"
                 form_request = Request(request.scope, _replay(body))
                 async with form_request.form(max_files=8, max_fields=16) as form:
-                    name, folder = await stage_form(form, staging, self.max_unpacked)
+                    staged = [await stage_form(form, staging, self.max_unpacked, encoded)]
             else:
-                name, folder = await run_in_threadpool(
-                    stage_tarball, body, staging, self.max_unpacked
-                )
-            try:
-                model = await run_in_threadpool(ServedModel, folder, name)
-            except BundleError as err:
-                raise RequestError(400, str(err)) from None
-            self.registry.install(name, folder, model)
-            self._batchers.pop(name, None)
+                staged = await run_in_threadpool(stage_tarball, body, staging, self.max_unpacked)
+            models = []
+            for name, folder in staged:  # all load, or none is installed
+                try:
+                    models.append(await run_in_threadpool(ServedModel, folder, name))
+                except BundleError as err:
+                    raise RequestError(400, str(err)) from None
+            for (name, folder), model in zip(staged, models, strict=True):
+                self.registry.install(name, folder, model)
+                self._batchers.pop(name, None)
         finally:
             await run_in_threadpool(shutil.rmtree, staging, True)
+        if is_form:  # as upstream: the last form upload is the default model
+            self.registry.default = models[0].name
         self._settle()
-        log.info("uploaded model %s", name)
-        return _json({"name": name, "n_features": model.n_features, "status": "uploaded"})
+        log.info("uploaded models %s", [model.name for model in models])
+        answers = [{"name": m.name, "n_features": m.n_features} for m in models]
+        return _json({**answers[0], "models": answers, "status": "uploaded"})
 
     async def delete(self, request: Request) -> Response:
         name = request.path_params.get("name") or request.query_params.get("model")
@@ -462,6 +480,7 @@ class TFaaSApp:
                 "getRequests": self.get_requests,
                 "postRequests": self.post_requests,
                 "Load": dict(zip(("load1", "load5", "load15"), os.getloadavg(), strict=True)),
+                **host_status(),
                 "batches": {
                     name: {"calls": b.calls, "rows": b.rows} for name, b in batchers.items()
                 },
@@ -486,10 +505,13 @@ class TFaaSApp:
             Route("/status", self.status, methods=["GET"]),
             Route("/models", self.models, methods=["GET"]),
             Route("/upload", self.upload, methods=["POST"]),
+            Route("/bundle", self.upload, methods=["POST"]),
             Route("/json", self.predict_json_route, methods=["POST"]),
             Route("/predict/json", self.predict_json_route, methods=["POST"]),
             Route("/proto", self.proto, methods=["POST"]),
             Route("/predict/proto", self.proto, methods=["POST"]),
+            Route("/image", self.image, methods=["POST"]),
+            Route("/predict/image", self.image, methods=["POST"]),
             Route("/params", self.params, methods=["GET", "POST"]),
             Route("/params/{name}", self.params, methods=["GET"]),
             Route("/delete", self.delete, methods=["DELETE"]),
