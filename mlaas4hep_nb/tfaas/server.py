@@ -412,7 +412,7 @@ class TFaaSApp:
                 model = await run_in_threadpool(ServedModel, folder, name)
             except BundleError as err:
                 raise RequestError(400, str(err)) from None
-            self.registry.install(name, folder, model)
+            await run_in_threadpool(self.registry.install, name, folder, model)
             self._batchers.pop(name, None)
         finally:
             await run_in_threadpool(shutil.rmtree, staging, True)
@@ -458,6 +458,7 @@ class TFaaSApp:
                 "batching": True,
                 "models": self.registry.names(),
                 "default_model": self.registry.default,
+                "skipped": self.registry.skipped,
                 "Uptime": time.time() - self.started,
                 "getRequests": self.get_requests,
                 "postRequests": self.post_requests,
