@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from mlaas4hep_nb.bundle import write_bundle
+from mlaas4hep_nb.tfaas import staging
 from mlaas4hep_nb.tfaas.pack import pack_bundle
 from mlaas4hep_nb.tfaas.testhooks import ENV_PAUSE
 
@@ -237,6 +238,37 @@ def test_workers_skip_bad_folders_that_appear_while_they_run(tmp_path, bundles):
             assert sorted(status["skipped"]) == sorted(expected)
             np.testing.assert_allclose(server.predict("good"), bundles["K"][1](X), atol=1e-5)
         assert server.text().count(STARTED) == 2  # no worker died or restarted
+    finally:
+        server.stop()
+
+
+def test_start_up_tidies_only_what_dead_or_old_owners_left(tmp_path, bundles):
+    models = tmp_path / "models"
+    models.mkdir()
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()  # its PID is free now
+    host = staging.staging_prefix().split("-")[2]  # this host, as owners name it
+    now, me, tag = int(time.time()), os.getpid(), "0" * 12
+    folders = {
+        f".upload-{me}-{host}-{now}-live": True,  # this test process is alive
+        f".upload-{me}-elsewhere-{now}-other_host": True,  # its PID cannot be asked
+        f".upload-{done.pid}-{host}-{now}-dead": False,
+        f".upload-{me}-{host}-{now - 7200}-too_old": False,  # PIDs are reused
+        f".upload-{me}-elsewhere-{now - 7200}-old_other_host": False,
+        f".deleted-{me}-{host}-{now}-{tag}-gone": False,  # a delete: never put back
+        f".old-{me}-{host}-{now}-{tag}-keep": False,  # its swap is over: keep is there
+        ".upload-legacy": False,  # older versions' names have no owner
+        ".not-ours": True,
+    }
+    for name in folders:
+        (models / name / "sub").mkdir(parents=True)
+    shutil.copytree(bundles["K"][0], models / "keep")
+    shutil.copytree(bundles["A"][0], models / f".old-{done.pid}-{host}-{now}-{tag}-m")  # cut short
+    server = Server(models, tmp_path / "serve.log")
+    try:
+        assert debris(models) == sorted(name for name, stays in folders.items() if stays)
+        assert server.get("/status").json()["models"] == ["keep", "m"]
+        np.testing.assert_allclose(server.predict("m"), bundles["A"][1](X), atol=1e-5)
     finally:
         server.stop()
 
