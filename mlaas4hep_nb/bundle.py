@@ -174,3 +174,6 @@ def read_params(bundle_dir: str | os.PathLike) -> dict:
     except json.JSONDecodeError as err:
         msg = f"{path} is not valid JSON: {err}"
         raise ValueError(msg) from err
+    except RecursionError:
+        msg = f"{path} nests its JSON too deeply to read"
+        raise ValueError(msg) from None

@@ -102,7 +102,7 @@ def test_push_predict_and_restart(tmp_path, bundle):
         assert client.models() == ["kept", "recovered"]
         np.testing.assert_allclose(client.predict("kept", x), expected, atol=1e-5)
         np.testing.assert_allclose(client.predict("recovered", x), expected, atol=1e-5)
-        assert sorted(p.name for p in models.iterdir()) == ["kept", "recovered"]
+        assert sorted(p.name for p in models.iterdir()) == [".lock", "kept", "recovered"]
     finally:
         stop(process)
 

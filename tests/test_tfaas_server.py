@@ -80,6 +80,11 @@ def gz_tar(folder: Path, arcname: str) -> bytes:
     return buffer.getvalue()
 
 
+def debris(model_dir: Path) -> list[str]:
+    """The store's working folders left in ``model_dir`` (its ``.lock`` file stays)."""
+    return sorted(p.name for p in model_dir.iterdir() if p.name.startswith(".") and p.is_dir())
+
+
 def assert_serves(server, name: str, model: keras.Model) -> None:
     x = rows(3, seed=99)
     answer = requests.post(server.url + "/json", json={"values": x.tolist(), "model": name})
@@ -281,7 +286,7 @@ def test_delete_from_memory_and_disk(server, client, bundles):
         assert info.value.status == 404
     assert requests.delete(server.url + "/delete/never-was").status_code == 404
     assert requests.delete(server.url + "/delete").status_code == 400
-    assert not [p for p in server.model_dir.iterdir() if p.name.startswith(".")]
+    assert not debris(server.model_dir)
 
 
 # --- bad input ------------------------------------------------------------------------------
@@ -343,7 +348,7 @@ def test_bad_uploads_are_400_and_write_nothing_outside(server, alpha, tmp_path):
     for path in outside:
         assert not path.exists()
     assert "broken" not in requests.get(server.url + "/models").text
-    assert not [p for p in server.model_dir.iterdir() if p.name.startswith(".")]
+    assert not debris(server.model_dir)
     form = requests.post(server.url + "/upload", data={"name": "x"}, files={"model": ("m", b"x")})
     assert form.status_code == 400
     assert "lacks" in form.json()["error"]

@@ -356,7 +356,8 @@ def test_tarball_of_several_models_loads_all_or_none(server, tmp_path):
     assert status == 400
     assert "'broken'" in json.loads(body)["error"]
     assert served(server) == ["first", "second", "third"]  # "fine" was not installed either
-    assert not [p for p in server.model_dir.iterdir() if p.name.startswith(".")]
+    debris = [p.name for p in server.model_dir.iterdir() if p.name.startswith(".")]
+    assert debris == [".lock"]  # no staging left behind
 
 
 # --- 3. and 4. upstream's Python client, and frozen graphs by curl --------------------------------

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..bundle import LABELS_FILE, read_params
 from .errors import RequestError
+from .params_schema import ParamsError, check_params
 
 if TYPE_CHECKING:
     from .runner import Signature
@@ -63,12 +64,12 @@ class ServedModel:
         self.path = Path(path)
         self.name = name or self.path.name
         try:
-            self.params = read_params(self.path)
+            self.params = check_params(read_params(self.path))
+        except ParamsError as err:
+            msg = f"params.json of {self.name!r}: {err}"
+            raise BundleError(msg) from None
         except (OSError, ValueError) as err:
             raise BundleError(str(err)) from None
-        if not isinstance(self.params, dict):
-            msg = f"params.json of {self.name!r} is not a JSON object"
-            raise BundleError(msg)
         self.labels = self._read_labels()
         self.frozen_graph = frozen_graph_path(self.path, self.params)  # a TF1 bundle
         try:

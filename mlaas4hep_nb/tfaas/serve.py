@@ -57,7 +57,8 @@ def serve(
     """Serve the models in ``model_dir`` on ``host:port`` until interrupted.
 
     With ``workers`` > 1, that many processes share the port and the model
-    dir; each picks up the uploads and deletes of the others within a second.
+    dir; each picks up the uploads and deletes of the others within a second,
+    and uvicorn's supervisor replaces a worker that dies.
     The other parameters are those of `create_app`.
     """
     import uvicorn

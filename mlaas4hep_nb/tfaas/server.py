@@ -427,7 +427,7 @@ class TFaaSApp:
                 except BundleError as err:
                     raise RequestError(400, str(err)) from None
             for (name, folder), model in zip(staged, models, strict=True):
-                self.registry.install(name, folder, model)
+                await run_in_threadpool(self.registry.install, name, folder, model)
                 self._batchers.pop(name, None)
         finally:
             await run_in_threadpool(shutil.rmtree, staging, True)
@@ -476,6 +476,7 @@ class TFaaSApp:
                 "batching": True,
                 "models": self.registry.names(),
                 "default_model": self.registry.default,
+                "skipped": self.registry.skipped,
                 "Uptime": time.time() - self.started,
                 "getRequests": self.get_requests,
                 "postRequests": self.post_requests,

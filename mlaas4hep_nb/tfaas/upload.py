@@ -31,6 +31,7 @@ from .frozen import is_saved_model
 from .model import find_saved_model
 from .names import check_name, valid_name
 from .pack import compatible_params
+from .params_schema import ParamsError, check_params
 from .unpack import ArchiveError, TooLargeError, archive_kind, unpack
 
 __all__ = ["stage_form", "stage_tarball"]
@@ -100,11 +101,13 @@ async def _read_part(part: object) -> bytes:
 
 def _params(data: bytes, name: str) -> dict:
     try:
-        params = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
+        params = check_params(json.loads(data))
+    except RecursionError:
+        raise RequestError(400, "the params part nests its JSON too deeply") from None
+    except ParamsError as err:
+        raise RequestError(400, f"the params part: {err}") from None
+    except ValueError as err:  # UnicodeDecodeError too
         raise RequestError(400, f"the params part is not JSON: {err}") from None
-    if not isinstance(params, dict):
-        raise RequestError(400, "the params part must be a JSON object")
     if params.get("name") not in (None, "", name):
         raise RequestError(
             400, f"the form names the model {name!r} but params.json says {params['name']!r}"
