@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 import mlaas4hep_nb as mn
-from mlaas4hep_nb.models import compile_model, default_model, inspect_model
+from mlaas4hep_nb.train.models import compile_model, default_model, inspect_model
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -19,15 +19,15 @@ load_xrootd()  # before anything imports TensorFlow or fsspec-xrootd: see xrootd
 quiet_tensorflow_logs()  # TensorFlow's start-up INFO lines are no errors: see tensorflow_logs
 
 _EXPORTS = {
-    "list_trees": "sources",
-    "branches": "sources",
-    "preview": "sources",
-    "TreeInfo": "sources",
-    "BranchInfo": "sources",
-    "compute_specs": "specs",
-    "FeatureSpec": "specs",
-    "DataStream": "stream",
-    "Trainer": "train",
+    "list_trees": "data.sources",
+    "branches": "data.sources",
+    "preview": "data.sources",
+    "TreeInfo": "data.sources",
+    "BranchInfo": "data.sources",
+    "compute_specs": "data.measure",
+    "FeatureSpec": "data.spec",
+    "DataStream": "data.stream",
+    "Trainer": "train.trainer",
     "LivePlot": "liveplot",
     "TFaaSClient": "tfaas.client",
 }
@@ -37,12 +37,13 @@ __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:
     from . import datasets, tfaas, widgets
+    from .data.measure import compute_specs
+    from .data.sources import BranchInfo, TreeInfo, branches, list_trees, preview
+    from .data.spec import FeatureSpec
+    from .data.stream import DataStream
     from .liveplot import LivePlot
-    from .sources import BranchInfo, TreeInfo, branches, list_trees, preview
-    from .specs import FeatureSpec, compute_specs
-    from .stream import DataStream
     from .tfaas.client import TFaaSClient
-    from .train import Trainer
+    from .train.trainer import Trainer
 
 
 def __getattr__(name: str) -> Any:

@@ -25,8 +25,8 @@ def _table(rows: Sequence[Sequence[object]], head: Sequence[str]) -> str:
 
 def browse_text(path: str | Sequence[str], tree: str | None = None) -> str:
     """Trees, then the branches of each (or of ``tree``), as text tables."""
+    from .data.sources import branches, list_trees
     from .errors import SchemaError
-    from .sources import branches, list_trees
 
     trees = list_trees(path)
     if tree is not None and tree not in {t.name for t in trees}:
@@ -90,7 +90,7 @@ def _cmd_browse(args: argparse.Namespace) -> None:
 
 
 def _cmd_specs(args: argparse.Namespace) -> None:
-    from .specs import compute_specs
+    from .data.measure import compute_specs
 
     spec = compute_specs(
         args.paths,
@@ -108,7 +108,7 @@ def _cmd_specs(args: argparse.Namespace) -> None:
 
 def stream_rate(stream, progress: bool = True) -> tuple[int, float]:
     """Stream every event once with a progress bar; return (events, events per second)."""
-    from .progress import progress_bar
+    from .data.progress import progress_bar
 
     start = time.perf_counter()
     n = 0
@@ -120,21 +120,21 @@ def stream_rate(stream, progress: bool = True) -> tuple[int, float]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
+    from .data.stream import DataStream
     from .datasets import make_tth
-    from .stream import DataStream
 
     out = Path(args.out)
     print(f"== 1. writing the synthetic ttH dataset to {out / 'data'}")
     files = make_tth(out / "data", args.events, args.events, n_files=2)
     print(browse_text(files[1][0], "Events"))
     print("\n== 2. feature summary")
-    stream = DataStream(files, chunk_size=10_000, batch_size=256)
+    stream = DataStream(files)
     print(stream.spec.summary())
     print(f"\n== 3. streaming {stream}")
     n, rate = stream_rate(stream)
     print(f"streamed {n} events at {rate:,.0f} events/s")
     print(f"\n== 4. training the default MLP for {args.epochs} epochs")
-    from .train import Trainer
+    from .train.trainer import Trainer
 
     trainer = Trainer(stream, epochs=args.epochs)
     trainer.fit(live_plot=True, progress=True)
@@ -171,8 +171,8 @@ def _demo_serving(trainer, stream, out: Path) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from .mlaas_params import MLaaSParams, ParamsError, load_mlaas_params
-    from .workflow import check_save_path, cli_errors, report_training, train_from_params
+    from .train.mlaas_params import MLaaSParams, ParamsError, load_mlaas_params
+    from .train.workflow import check_save_path, cli_errors, report_training, train_from_params
 
     with cli_errors():
         check_save_path(args.save)
@@ -306,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save", help="also write the Keras model here (.keras)")
     p.set_defaults(run=_cmd_train)
 
-    from .workflow import add_workflow_parser
+    from .train.workflow import add_workflow_parser
 
     add_workflow_parser(sub)  # MLaaS4HEP's recipe: --files=files.txt --labels=labels.txt ...
 

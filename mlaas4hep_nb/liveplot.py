@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 
 import keras
 
-from .plot import plot_history
-
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -173,6 +171,8 @@ class LivePlot(keras.callbacks.Callback):
     def figure(self) -> Figure:
         """A new figure of what was recorded so far (drawn without pyplot: thread-safe)."""
         from matplotlib.figure import Figure
+
+        from .plot import plot_history
 
         with self._changed:  # a consistent snapshot; training appends meanwhile
             history = {key: list(values) for key, values in self.history.items()}

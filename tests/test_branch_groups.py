@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlaas4hep_nb.branch_groups import filter_names, group_names, no_match_hint
+from mlaas4hep_nb.data.branch_groups import filter_names, group_names, no_match_hint
 
 NAMES = [
     "run",

@@ -8,8 +8,8 @@ import pytest
 import uproot
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.data.stream import NonFiniteWarning
 from mlaas4hep_nb.errors import SchemaError
-from mlaas4hep_nb.stream import NonFiniteWarning
 
 # HZZ and Zmumu share no branch names: per-label aliases map both onto the same features
 MUON_FEATURES = {

@@ -22,8 +22,8 @@ from conftest import (
 )
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.data.stream import NonFiniteWarning
 from mlaas4hep_nb.errors import SchemaError, SkippedBranchWarning, SourceError
-from mlaas4hep_nb.stream import NonFiniteWarning
 
 
 def write_tree(path: Path, branches: dict, tree: str = "Events", **options) -> str:

@@ -12,6 +12,7 @@ import pytest
 from conftest import start_xrootd, stop, world_readable_copy
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.data import paths
 from mlaas4hep_nb.errors import SourceError
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
@@ -203,7 +204,7 @@ def test_redirector_prefixes_logical_file_names(xrootd_many):
     folder, sources = xrootd_many
     prefix, store = sources[1][0].split(str(folder))[0], str(folder)
     logical = store + "/tth_0.root"
-    assert mn.paths.expand("/store/x.root", "root://host.cern.ch") == [
+    assert paths.expand("/store/x.root", "root://host.cern.ch") == [
         "root://host.cern.ch//store/x.root"
     ]
     assert mn.list_trees(prefix + logical)[0].entries == 400

@@ -10,6 +10,8 @@ import pytest
 import uproot
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.data import measure
+from mlaas4hep_nb.data.spec import BranchSpec, cache_dir
 from mlaas4hep_nb.errors import EmptyDataError, SchemaError, SkippedBranchWarning
 
 
@@ -130,7 +132,7 @@ def test_json_round_trip(tth, tmp_path):
 def test_cache_hits_and_never_reuses_a_spec_of_changed_files(tmp_path):
     files = mn.datasets.make_tth(tmp_path, 300, 300, seed=1)
     first = mn.compute_specs(files, branches=["MET_pt"], progress=False)
-    cached = mn.FeatureSpec.load(mn.specs.cache_dir() / f"{first.fingerprint}.json")
+    cached = mn.FeatureSpec.load(cache_dir() / f"{first.fingerprint}.json")
     assert cached == first
     assert mn.compute_specs(files, branches=["MET_pt"], progress=False) == first
     other_cut = mn.compute_specs(files, branches=["MET_pt"], cut="MET_pt > 10", progress=False)
@@ -322,11 +324,11 @@ def test_specs_cached_under_the_old_rules_are_not_reused(constants, monkeypatch)
     everything = ["MET_pt", "MET_covXX", "nJet", "Jet_pt", "Jet_btagDeepB"]
     with_constants = mn.compute_specs(constants, branches=everything, cache=False)
     with monkeypatch.context() as old_rules:
-        old_rules.setattr(mn.specs, "_SPEC_RULES", 2)
+        old_rules.setattr(measure, "_SPEC_RULES", 2)
         with pytest.warns(SkippedBranchWarning):
             old_key = mn.compute_specs(constants, max_len=2, progress=False).fingerprint
         # what the rules before constants were left out cached for this selection
-        with_constants.save(mn.specs.cache_dir() / f"{old_key}.json")
+        with_constants.save(cache_dir() / f"{old_key}.json")
         stale = mn.compute_specs(constants, max_len=2, progress=False)
         assert "MET_covXX" in [b.name for b in stale.branches]  # served from the cache
     with pytest.warns(SkippedBranchWarning):
@@ -348,7 +350,7 @@ def test_a_stream_leaves_constant_branches_out_of_its_features(constants):
 
 def test_branch_spec_constant():
     def branch(low, high):
-        return mn.specs.BranchSpec("x", "float64", False, 1, 1, 3, 0, low, high, low, 0.0)
+        return BranchSpec("x", "float64", False, 1, 1, 3, 0, low, high, low, 0.0)
 
     assert branch(-1.0, -1.0).constant
     assert branch(None, None).constant  # no finite value at all

@@ -11,8 +11,8 @@ import pytest
 import uproot
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.data.stream import NonFiniteWarning
 from mlaas4hep_nb.errors import EmptyDataError, SchemaError
-from mlaas4hep_nb.stream import NonFiniteWarning
 
 BRANCHES = ["event", "nJet", "Jet_pt", "Jet_btagDeepB", "MET_pt", "Muon_charge"]
 

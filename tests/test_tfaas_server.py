@@ -481,7 +481,7 @@ def test_reupload_during_a_stream_of_predictions_is_atomic(server, bundles):
 def test_trainer_upload_and_raw_events_match_training(client, tth):
     import uproot
 
-    from mlaas4hep_nb.convert import Converter
+    from mlaas4hep_nb.data.convert import Converter
 
     stream = mn.DataStream(tth, chunk_size=2000, batch_size=128, progress=False)
     trainer = mn.Trainer(stream, epochs=1)

@@ -14,11 +14,11 @@ import tensorflow as tf
 import mlaas4hep_nb as mn
 from mlaas4hep_nb import cli
 from mlaas4hep_nb.errors import EmptyDataError
-from mlaas4hep_nb.feed import RowBuffer
-from mlaas4hep_nb.metrics import auc, roc_curve
-from mlaas4hep_nb.mlaas_params import ParamsError, load_mlaas_params
-from mlaas4hep_nb.models import ModelError
-from mlaas4hep_nb.serving import MaskRule
+from mlaas4hep_nb.train.export import MaskRule
+from mlaas4hep_nb.train.feed import RowBuffer
+from mlaas4hep_nb.train.metrics import auc, roc_curve
+from mlaas4hep_nb.train.mlaas_params import ParamsError, load_mlaas_params
+from mlaas4hep_nb.train.models import ModelError
 
 USER_MODEL = """
 import keras

@@ -43,7 +43,7 @@ def test_train_button_trains_and_shows_results(trained, stream):
     panel = trained
     assert panel.status.error is None, panel.status.traceback
     assert panel.trainer.stream is stream
-    assert stream.batch_size == 64
+    assert panel.trainer.batch_size == 64
     assert panel.trainer.epoch == 2
     assert [layer.units for layer in panel.trainer.model.layers if hasattr(layer, "units")] == [
         32,

@@ -21,7 +21,7 @@ import uproot
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.cli import main
-from mlaas4hep_nb.models import ModelError, resolve_model
+from mlaas4hep_nb.train.models import ModelError, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

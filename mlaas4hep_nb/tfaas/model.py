@@ -125,7 +125,7 @@ class ServedModel:
         spec = self.params.get("spec")
         if not isinstance(spec, Mapping):
             return None
-        from ..specs import FeatureSpec
+        from ..data.spec import FeatureSpec
 
         try:
             return FeatureSpec.from_dict(spec)
@@ -185,7 +185,7 @@ class ServedModel:
         if not isinstance(events, list) or not events:
             raise RequestError(400, "events must be a non-empty list of objects")
         if self._converter is None:
-            from ..convert import Converter
+            from ..data.convert import Converter
 
             spec = self.params["spec"]
             normalize = self.params.get("normalize", spec.get("normalize", "minmax"))

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from ..branch_groups import filter_names, group_names, no_match_hint
-from ..paths import expand
-from ..sources import alias_info, catalog, list_trees, preview
-from ..specs import cache_dir, compute_specs
+from ..data.branch_groups import filter_names, group_names, no_match_hint
+from ..data.measure import compute_specs
+from ..data.paths import expand
+from ..data.sources import alias_info, catalog, list_trees, preview
+from ..data.spec import cache_dir
 from ._common import Job, Status, figure_png, image_box, new_figure, unshrinking
 from .aliases import EVERY_CLASS, AliasEditor
 from .branch_table import BranchTable, Row
@@ -27,9 +28,9 @@ from .labels import LabelEditor
 if TYPE_CHECKING:
     import hist
 
-    from ..sources import BranchInfo, Catalog, TreeInfo
-    from ..specs import FeatureSpec
-    from ..stream import DataStream
+    from ..data.sources import BranchInfo, Catalog, TreeInfo
+    from ..data.spec import FeatureSpec
+    from ..data.stream import DataStream
 
 __all__ = ["FILTER_PAUSE", "LABEL_ALIAS", "Browser", "Selection"]
 
@@ -87,7 +88,7 @@ class Selection:
 
     def to_stream(self, **kwargs: Any) -> DataStream:
         """A `DataStream` over these files; ``kwargs`` add to or override the selection."""
-        from ..stream import DataStream
+        from ..data.stream import DataStream
 
         if self.label is None and len(self.files) < 2:
             have = f"only class {sorted(self.files)}" if self.files else "no labelled files"

@@ -15,7 +15,7 @@ from ._common import Job, Status, figure_png, image_box, new_figure, unshrinking
 
 if TYPE_CHECKING:
     from ..tfaas import ServerHandle, TFaaSClient
-    from ..train import Trainer
+    from ..train.trainer import Trainer
 
 __all__ = ["DeployPanel", "agreement_png"]
 

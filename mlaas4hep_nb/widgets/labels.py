@@ -15,7 +15,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..paths import expand
+from ..data.paths import expand
 
 __all__ = ["NOT_USED", "LabelEditor", "close_all"]
 

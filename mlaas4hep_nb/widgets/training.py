@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from ..data.defaults import DEFAULT_BATCH_SIZE
 from ._common import Job, Status, figure_png, image_box
 from .cluster import cluster_html, file_progress_html
 
 if TYPE_CHECKING:
-    from ..stream import DataStream
-    from ..train import Trainer
+    from ..data.stream import DataStream
+    from ..train.trainer import Trainer
 
 __all__ = ["TrainingPanel", "metrics_html"]
 
@@ -26,7 +27,7 @@ def __dir__() -> list[str]:
 
 
 def _default_hidden() -> str:
-    from ..models import default_model
+    from ..train.models import default_model
 
     return ", ".join(
         str(units) for units in inspect.signature(default_model).parameters["hidden"].default
@@ -78,7 +79,7 @@ class TrainingPanel:
     model : None for the MLP; a function ``model(idim)``, a ``keras.Model``,
         or the path of a ``.py`` file defining ``model(idim)`` or of a ``.keras`` model.
     epochs, batch_size, learning_rate : training settings. The batch size is the
-        stream's when None; Train sets it on the stream it trains on.
+        stream's when None; Train passes it to the `Trainer`.
     export_dir : where Export writes the bundle.
 
     Attributes
@@ -125,7 +126,7 @@ class TrainingPanel:
 
     def _build(self, model, epochs, batch_size, learning_rate, export_dir) -> None:
         if batch_size is None:
-            batch_size = self.stream.batch_size if self.stream is not None else 256
+            batch_size = self.stream.batch_size if self.stream is not None else DEFAULT_BATCH_SIZE
         kind = (
             "MLP"
             if model is None
@@ -228,7 +229,7 @@ class TrainingPanel:
         """What the panel passes as ``Trainer(model=...)`` for the chosen kind."""
         kind = self.model_kind.value
         if kind == "MLP":
-            from ..models import default_model
+            from ..train.models import default_model
 
             hidden = parse_hidden(self.hidden.value)
 
@@ -251,7 +252,6 @@ class TrainingPanel:
 
     def _make_stream(self) -> DataStream:
         if self.source is self.stream and self.stream is not None:
-            self.stream.batch_size = self.batch_size.value
             return self.stream
         return self.source.to_stream(batch_size=self.batch_size.value)
 
@@ -275,7 +275,7 @@ class TrainingPanel:
                 self.files_box.value = file_progress_html(self.stream.file_progress)
 
         def work() -> dict:
-            from ..train import Trainer
+            from ..train.trainer import Trainer
 
             self.status.busy("reading the files and building the stream…")
             self.stream = self._make_stream()
@@ -285,6 +285,7 @@ class TrainingPanel:
                 self.stream,
                 model=self.model_choice(self.stream.n_classes),
                 epochs=self.epochs.value,
+                batch_size=self.batch_size.value,
                 learning_rate=self.learning_rate.value,
                 callbacks=[TrainingProgress(report)],
             )

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 import awkward as ak
 import numpy as np
 import uproot
-from uproot.language.python import _expression_to_function
 
-from .errors import SchemaError
+from .._compat.uproot import compile_expression
+from ..errors import SchemaError
 from .rootio import read_columns
 
 __all__ = ["cut_symbols", "evaluate", "evaluate_cut", "read_with_aliases", "symbols"]
@@ -70,8 +70,8 @@ def evaluate(expression: str, arrays: Mapping[str, ak.Array], where: str) -> ak.
     scope = {"get": arrays.__getitem__, "function": _LANGUAGE.functions}
     try:
         with _PARSING:
-            function = _expression_to_function(
-                expression, set(arrays), {}, _LANGUAGE.functions, "get", scope, where, ""
+            function = compile_expression(
+                expression, set(arrays), _LANGUAGE.functions, scope, where
             )
         result = function()
     except Exception as err:

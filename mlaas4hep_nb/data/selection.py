@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import EmptyDataError, SchemaError, SkippedBranchWarning, SourceError, warn_user
+from ..errors import EmptyDataError, SchemaError, SkippedBranchWarning, SourceError, warn_user
 from .expressions import read_with_aliases
 from .parallel import map_ordered
 from .rootio import Column, classify, cluster_starts, columns, open_tree

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import EmptyDataError, SchemaError, SourceError
+from ..errors import EmptyDataError, SchemaError, SourceError
 from .mlaas_params import MLaaSParams, ParamsError, load_mlaas_params
 
 if TYPE_CHECKING:
-    from .specs import FeatureSpec
-    from .train import Trainer
+    from ..data.spec import FeatureSpec
+    from .trainer import Trainer
 
 __all__ = [
     "Recipe",
@@ -113,7 +113,7 @@ def _entries(value: str, flag: str) -> tuple[list[tuple[str, str]], str]:
 
 
 def _check_file(place: str, path: str, redirector: str | None) -> None:
-    from .paths import is_remote
+    from ..data.paths import is_remote
 
     lower = path.lower()
     for ext in _OTHER_FORMATS:
@@ -212,7 +212,7 @@ def read_specs(path: str | os.PathLike) -> FeatureSpec:
         No such file, not JSON, MLaaS4HEP's own specs format (``jdim``, ``minv``,
         ``maxv``...), or not a FeatureSpec.
     """
-    from .specs import FeatureSpec
+    from ..data.spec import FeatureSpec
 
     make = f"write one with '{PROG} specs FILES --out spec.json', or drop --specs"
     try:
@@ -309,8 +309,8 @@ def train_from_params(
     -------
     The fitted `Trainer`; its stream is closed by `report_training`.
     """
-    from .stream import DataStream
-    from .train import Trainer
+    from ..data.stream import DataStream
+    from .trainer import Trainer
 
     stream_args = {**params.stream, **(overrides or {})}
     if label is not None:

@@ -9,7 +9,7 @@ import awkward as ak
 import hist
 import numpy as np
 
-from .errors import SchemaError
+from ..errors import SchemaError
 from .parallel import map_ordered
 from .paths import PathLike, expand
 from .rootio import (

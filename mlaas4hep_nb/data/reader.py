@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 import awkward as ak
 import numpy as np
 
+from ..errors import SourceError
 from .convert import Converter
-from .errors import SourceError
 from .expressions import evaluate_cut, read_with_aliases
 from .paths import is_remote
 from .plan import Unit, file_key, validation_mask
 from .rootio import open_tree
-from .specs import FeatureSpec
+from .spec import FeatureSpec
 
-__all__ = ["Part", "UnitReader", "with_retries"]
+__all__ = ["Part", "UnitReader", "read_passing", "with_retries"]
 
 _OPEN_FILES_PER_THREAD = 8
 
@@ -103,6 +103,42 @@ def with_retries(path: str, action, retries: int, backoff: float, forget=None):
     raise AssertionError(msg)
 
 
+def read_passing(
+    path: str,
+    tree: str,
+    names: Sequence[str],
+    start: int,
+    stop: int,
+    *,
+    cut: str | None = None,
+    cut_names: Sequence[str] = (),
+    aliases: Mapping[str, str] | None = None,
+    retries: int = 3,
+    backoff: float = 0.5,
+    cache_dir: str | None = None,
+) -> tuple[dict[str, ak.Array], np.ndarray]:
+    """Columns ``names`` of the entries in ``[start, stop)`` that pass ``cut``, and their numbers.
+
+    The data layer's one read-then-cut (specs, units, counts): it reads
+    through the thread's open files, computes aliases, and retries a failing
+    remote read with backoff. ``cut_names`` are the columns the cut reads.
+    """
+    where = f"{path}:{tree}"
+    read_names = list(dict.fromkeys([*names, *cut_names]))
+
+    def action() -> dict[str, ak.Array]:
+        handle = _OPEN_TREES.get(path, tree, cache_dir)
+        return read_with_aliases(handle, read_names, start, stop, aliases or {}, where)
+
+    arrays = with_retries(path, action, retries, backoff, forget=lambda: _OPEN_TREES.drop(path))
+    entries = np.arange(start, stop)
+    if cut:
+        passed = evaluate_cut(cut, arrays, where)
+        entries = entries[passed]
+        return {name: arrays[name][passed] for name in names}, entries
+    return {name: arrays[name] for name in names}, entries
+
+
 @dataclass
 class UnitReader:
     """Read, cut, convert and label one `Unit`; picklable for Dask workers."""
@@ -133,26 +169,26 @@ class UnitReader:
         self.__dict__.update(state)
         self.__post_init__()
 
-    def read(self, path: str, names: Sequence[str], start: int, stop: int) -> dict:
-        """Columns ``names`` of entries ``[start, stop)``, aliases computed, retried if remote."""
-
-        def action():
-            handle = _OPEN_TREES.get(path, self.tree, self.cache_dir)
-            return read_with_aliases(
-                handle, list(names), start, stop, self.aliases.get(path, {}), f"{path}:{self.tree}"
-            )
-
-        return with_retries(
-            path, action, self.retries, self.backoff, forget=lambda: _OPEN_TREES.drop(path)
+    def passing(
+        self, path: str, names: Sequence[str], start: int, stop: int, cut_names: Sequence[str] = ()
+    ) -> tuple[dict[str, ak.Array], np.ndarray]:
+        """`read_passing` with this reader's tree, cut, aliases, retries and cache."""
+        return read_passing(
+            path,
+            self.tree,
+            names,
+            start,
+            stop,
+            cut=self.cut,
+            cut_names=cut_names,
+            aliases=self.aliases.get(path),
+            retries=self.retries,
+            backoff=self.backoff,
+            cache_dir=self.cache_dir,
         )
 
     def __call__(self, unit: Unit) -> Part:
-        arrays = self.read(unit.file, self.names, unit.start, unit.stop)
-        entries = np.arange(unit.start, unit.stop)
-        if self.cut:
-            passed = evaluate_cut(self.cut, arrays, f"{unit.file}:{self.tree}")
-            arrays = {name: array[passed] for name, array in arrays.items()}
-            entries = entries[passed]
+        arrays, entries = self.passing(unit.file, self.names, unit.start, unit.stop)
         x, mask, nonfinite = self._converter(arrays)
         label = self.labels[unit.group]
         if label is None:

@@ -31,12 +31,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .bundle import export_saved_model
-from .convert import scaling
+from ..bundle import export_saved_model
+from ..data.convert import scaling
 
 if TYPE_CHECKING:
+    from ..data.spec import BranchSpec, FeatureSpec
     from .models import ModelLayout
-    from .specs import BranchSpec, FeatureSpec
 
 __all__ = ["MASK_SIGNATURE", "MaskRule", "ServingExport"]
 

@@ -11,15 +11,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EmptyDataError, SchemaError, SourceError, warn_user
-from .expressions import cut_symbols, evaluate_cut
+from ..errors import EmptyDataError, SchemaError, SourceError, warn_user
+from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
+from .expressions import cut_symbols
+from .measure import check_max_len, compute_specs
 from .parallel import map_ordered
 from .paths import PathLike, expand
 from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
 from .reader import Part, UnitReader
 from .rootio import one_line
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
-from .specs import FeatureSpec, check_max_len, compute_specs
+from .spec import FeatureSpec
 
 __all__ = ["DataStream", "NonFiniteWarning"]
 
@@ -75,7 +77,8 @@ class DataStream:
     branches, exclude, max_len : the selection, as for `compute_specs`.
     specs : a `FeatureSpec` (or the path of one); computed when None.
     chunk_size : events read and converted at a time; bounds memory.
-    batch_size : events per batch for the Keras and tf.data adapters.
+    batch_size : events per batch for the Keras and tf.data adapters (a `Trainer`
+        uses it unless given its own).
     shuffle : shuffle events within chunks and the order of reads, by ``seed``.
     seed : the seed of shuffling and of the train/validation split.
     cut : an uproot cut expression applied before anything else.
@@ -106,8 +109,8 @@ class DataStream:
         branches: Sequence[str] | None = None,
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
         specs: FeatureSpec | str | os.PathLike | None = None,
-        chunk_size: int = 10_000,
-        batch_size: int = 256,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         shuffle: bool = True,
         seed: int = 0,
         cut: str | None = None,
@@ -262,14 +265,7 @@ class DataStream:
 
     def _whole_file(self, path: str, names: list[str]) -> tuple[dict, np.ndarray]:
         """Columns ``names`` of a whole file and the entry numbers passing the cut."""
-        entries = self._entries[path]
-        arrays = self._reader.read(path, [*names, *self._cut_names], 0, entries)
-        numbers = np.arange(entries)
-        if self.cut:
-            passed = evaluate_cut(self.cut, arrays, f"{path}:{self.tree}")
-            arrays = {name: arrays[name][passed] for name in names}
-            numbers = numbers[passed]
-        return arrays, numbers
+        return self._reader.passing(path, names, 0, self._entries[path], self._cut_names)
 
     def _label_values(self, path: str) -> np.ndarray:
         arrays, _ = self._whole_file(path, [self.label])
@@ -548,30 +544,13 @@ class DataStream:
 
     def to_tf_dataset(self, split: str | None = "train", with_mask: bool = False):
         """A ``tf.data.Dataset`` of ``(X, y)`` batches (``((X, mask), y)`` with ``with_mask``)."""
-        import tensorflow as tf
+        from .tf import to_tf_dataset
 
-        n = self.n_features
-        x_spec = tf.TensorSpec([None, n], tf.float32)
-        y_spec = tf.TensorSpec([None], tf.float32)
-        if with_mask:
-            signature = ((x_spec, tf.TensorSpec([None, n], tf.bool)), y_spec)
-
-            def generate():
-                for x, mask, y in self.batches(split):
-                    yield (x, mask), y
-        else:
-            signature = (x_spec, y_spec)
-
-            def generate():
-                for x, _, y in self.batches(split):
-                    yield x, y
-
-        dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-        return dataset.prefetch(2)
+        return to_tf_dataset(self, split, with_mask)
 
     def to_keras(self, split: str | None = "train", with_mask: bool = False):
         """A ``keras.utils.PyDataset`` over ``split``; fit it with ``shuffle=False``."""
-        from .keras_dataset import StreamPyDataset
+        from .tf import StreamPyDataset
 
         return StreamPyDataset(self, split, with_mask)
 

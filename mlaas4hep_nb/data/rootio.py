@@ -22,7 +22,7 @@ import uproot
 from uproot.behaviors.RNTuple import HasFields
 from uproot.behaviors.TBranch import HasBranches
 
-from .errors import SchemaError, SourceError
+from ..errors import SchemaError, SourceError
 from .paths import is_remote
 
 __all__ = [

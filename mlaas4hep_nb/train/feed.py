@@ -1,4 +1,4 @@
-"""Feed a DataStream to Keras: chunks to model inputs and targets, batched by tf.data.
+"""Feed a DataStream to a model: chunks to its inputs and targets (`data.tf` batches them).
 
 One read per epoch serves both splits: the training rows of each chunk go to
 the model as they come, the validation rows wait in a `RowBuffer` (spilled to
@@ -7,10 +7,8 @@ a temporary memory-mapped file past a size limit) until the epoch ends.
 
 from __future__ import annotations
 
-import math
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,7 +19,7 @@ from .metrics import one_hot
 if TYPE_CHECKING:
     from .models import ModelLayout
 
-__all__ = ["Encoder", "RowBuffer", "chunk_dataset"]
+__all__ = ["Encoder", "RowBuffer"]
 
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -55,29 +53,6 @@ class Encoder:
 
     def __call__(self, x: np.ndarray, mask: np.ndarray, y: np.ndarray):
         return self.inputs(x, mask), self.targets(y)
-
-
-def chunk_dataset(
-    chunks: Callable[[], Iterator[Rows]], n_rows: int, batch_size: int, encoder: Encoder
-) -> tf.data.Dataset:
-    """A dataset of exactly ``ceil(n_rows / batch_size)`` batches cut from ``chunks()``.
-
-    ``chunks`` is called once per pass (epoch) and must yield ``n_rows`` rows in
-    all; batches span chunk boundaries, so only the last batch is short. The
-    known length lets Keras size its epoch and progress bar.
-    """
-
-    def generate():
-        for x, mask, y in chunks():
-            if len(y):
-                yield encoder(x, mask, y)
-
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=encoder.signature)
-    n_batches = math.ceil(n_rows / batch_size)
-    # the next chunk is read and converted on a tf.data thread while the model trains on
-    # the batches of this one: training never waits at a chunk boundary
-    dataset = dataset.prefetch(1).rebatch(batch_size)
-    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
 
 
 class RowBuffer:

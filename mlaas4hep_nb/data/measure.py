@@ -1,190 +1,39 @@
-"""FeatureSpec: what each selected branch becomes as features, and compute_specs to measure it."""
+"""compute_specs: measure the selected branches of the files in one vectorised pass."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import numbers
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import awkward as ak
 import numpy as np
 
+from ..errors import EmptyDataError, SkippedBranchWarning, warn_user
 from .convert import flat_values, jagged_parts
-from .errors import EmptyDataError, SkippedBranchWarning, warn_user
-from .expressions import cut_symbols, evaluate_cut, read_with_aliases
+from .expressions import cut_symbols
 from .parallel import map_ordered
 from .paths import PathLike, expand, file_identity
 from .progress import progress_bar
-from .rootio import Column, open_tree, shape_name
+from .reader import read_passing
+from .rootio import Column
 from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, exact_names, scan, select
+from .spec import CONSTANT, SPEC_VERSION, BranchSpec, FeatureSpec, cache_dir, constant_reason
 
-__all__ = ["BranchSpec", "FeatureSpec", "cache_dir", "check_max_len", "compute_specs"]
+__all__ = ["check_max_len", "compute_specs", "file_partial"]
 
-SPEC_VERSION = 1
 #: Part of the cache key: raised when the same files and selection give another spec
 #: (3: constant branches are left out of the default selection and of globs).
 _SPEC_RULES = 3
-_CONSTANT = "constant: "  # how spec.skipped explains a constant branch left out
 _SPEC_CHUNK = 100_000
 
 
 def __dir__() -> list[str]:
     return __all__
-
-
-@dataclass(frozen=True)
-class BranchSpec:
-    """One branch: flat or jagged, its pad length and the statistics of its finite values.
-
-    A fixed-size array branch (``float[3]``) is not jagged: ``fixed`` is its
-    length and ``pad`` the number of its values kept (all of them, or ``max_len``).
-    """
-
-    name: str
-    dtype: str
-    jagged: bool
-    pad: int
-    max_multiplicity: int
-    count: int
-    nonfinite: int
-    min: float | None
-    max: float | None
-    mean: float | None
-    std: float | None
-    fixed: int | None = None
-
-    @property
-    def shape(self) -> str:
-        """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
-        return shape_name(self.jagged, self.fixed)
-
-    @property
-    def constant(self) -> bool:
-        """True when every finite value is the same, or there is none: no use as a feature."""
-        return self.min is None or self.min == self.max
-
-    @property
-    def features(self) -> list[str]:
-        if not self.jagged and self.fixed is None:
-            return [self.name]
-        return [f"{self.name}_{i}" for i in range(self.pad)]
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """The feature layout of a selection: branches in order, each with its statistics."""
-
-    tree: str
-    branches: tuple[BranchSpec, ...]
-    cut: str | None = None
-    n_events: int = 0
-    files: tuple[str, ...] = ()
-    skipped: Mapping[str, str] = field(default_factory=dict)
-    fingerprint: str | None = None
-
-    @property
-    def features(self) -> list[str]:
-        """Feature names: ``MET_pt``, ``Jet_pt_0`` ... ``Jet_pt_{pad-1}``."""
-        return [name for branch in self.branches for name in branch.features]
-
-    @property
-    def n_features(self) -> int:
-        return sum(branch.pad for branch in self.branches)
-
-    @property
-    def constants(self) -> dict[str, str]:
-        """Constant branches, kept (named exactly) or left out, each with why."""
-        found = {n: why for n, why in self.skipped.items() if why.startswith(_CONSTANT)}
-        found.update({b.name: _constant_reason(b) for b in self.branches if b.constant})
-        return found
-
-    def branch(self, name: str) -> BranchSpec:
-        for branch in self.branches:
-            if branch.name == name:
-                return branch
-        msg = f"no branch {name!r} in this FeatureSpec; it has {[b.name for b in self.branches]}"
-        raise KeyError(msg)
-
-    def to_dict(self) -> dict:
-        return {
-            "version": SPEC_VERSION,
-            "tree": self.tree,
-            "cut": self.cut,
-            "n_events": self.n_events,
-            "files": list(self.files),
-            "skipped": dict(self.skipped),
-            "fingerprint": self.fingerprint,
-            "features": self.features,
-            "branches": [asdict(branch) for branch in self.branches],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> FeatureSpec:
-        if data.get("version") != SPEC_VERSION:
-            msg = f"FeatureSpec version {data.get('version')!r} is not {SPEC_VERSION}"
-            raise ValueError(msg)
-        return cls(
-            tree=data["tree"],
-            branches=tuple(BranchSpec(**branch) for branch in data["branches"]),
-            cut=data.get("cut"),
-            n_events=data.get("n_events", 0),
-            files=tuple(data.get("files", ())),
-            skipped=dict(data.get("skipped", {})),
-            fingerprint=data.get("fingerprint"),
-        )
-
-    def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> FeatureSpec:
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def summary(self) -> str:
-        """A text table: one row per branch, the name column as wide as the longest name.
-
-        A constant branch (kept because it was named exactly) is flagged ``constant``.
-        """
-        name_width = max([len("branch"), *(len(b.name) for b in self.branches)])
-        shape_width = max([len("jagged"), *(len(b.shape) for b in self.branches)])
-        head = (
-            f"{'branch':<{name_width}} {'kind':<{shape_width}} {'pad':>4} "
-            f"{'min':>11} {'max':>11} {'mean':>11} {'std':>11} {'nan/inf':>7}"
-        )
-        rows = [head, "-" * len(head)]
-        for b in self.branches:
-            stats = " ".join(
-                f"{v:>11.4g}" if v is not None else f"{'-':>11}"
-                for v in (b.min, b.max, b.mean, b.std)
-            )
-            where = f"{b.name:<{name_width}} {b.shape:<{shape_width}} {b.pad:>4}"
-            note = "  constant" if b.constant else ""
-            rows.append(f"{where} {stats} {b.nonfinite:>7}{note}")
-        rows.append(
-            f"{self.n_features} features from {len(self.branches)} branches, "
-            f"{self.n_events} events in {len(self.files)} files"
-        )
-        rows.extend(f"skipped {name}: {why}" for name, why in self.skipped.items())
-        return "\n".join(rows)
-
-
-def cache_dir() -> Path:
-    """Where specs are cached: ``$MLAAS4HEP_NB_CACHE`` or ``~/.cache/mlaas4hep_nb``."""
-    base = os.environ.get("MLAAS4HEP_NB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlaas4hep_nb"
-    )
-    return Path(base) / "specs"
 
 
 # --- the statistics pass ------------------------------------------------------------
@@ -258,16 +107,13 @@ def file_partial(
     where = f"{meta.path}:{tree}"
     names = [column.name for column in selected]
     cut_names = cut_symbols(cut, list(meta.columns), where) if cut else []
-    read_names = list(dict.fromkeys(names + cut_names))
-    handle = open_tree(meta.path, tree)
     partial: dict = {"events": 0, "branches": {}}
     for start in range(0, meta.entries, step):
         stop = min(start + step, meta.entries)
-        arrays = read_with_aliases(handle, read_names, start, stop, aliases or {}, where)
-        if cut:
-            passed = evaluate_cut(cut, arrays, where)
-            arrays = {name: arrays[name][passed] for name in names}
-        partial["events"] += len(arrays[names[0]])
+        arrays, entries = read_passing(
+            meta.path, tree, names, start, stop, cut=cut, cut_names=cut_names, aliases=aliases
+        )
+        partial["events"] += len(entries)
         for column in selected:
             part = _column_partial(column, arrays[column.name], caps[column.name])
             seen = partial["branches"].get(column.name)
@@ -430,13 +276,6 @@ def compute_specs(
     return spec
 
 
-def _constant_reason(branch: BranchSpec) -> str:
-    """Why a constant branch is left out, for ``spec.skipped``."""
-    if branch.min is None:
-        return _CONSTANT + "no finite value"
-    return _CONSTANT + f"every value is {branch.min:g}"
-
-
 def _without_constants(
     measured: Sequence[BranchSpec],
     branches: Sequence[str] | str | None,
@@ -449,7 +288,7 @@ def _without_constants(
     the selection: min-max would map a constant branch to 0 for every event.
     """
     exact = exact_names(branches)
-    constant = {b.name: _constant_reason(b) for b in measured if b.constant and b.name not in exact}
+    constant = {b.name: constant_reason(b) for b in measured if b.constant and b.name not in exact}
     if constant and len(constant) == len(measured):
         listed = "; ".join(f"{name} ({why})" for name, why in constant.items())
         msg = (
@@ -463,7 +302,7 @@ def _without_constants(
 
 def _warn_constant(spec: FeatureSpec) -> None:
     """One SkippedBranchWarning listing the constant branches the spec left out, if any."""
-    constant = {n: why for n, why in spec.skipped.items() if why.startswith(_CONSTANT)}
+    constant = {n: why for n, why in spec.skipped.items() if why.startswith(CONSTANT)}
     if constant:
         listed = "; ".join(f"{name} ({why})" for name, why in constant.items())
         warn_user(
@@ -490,14 +329,20 @@ def _partials(
                     on_progress(done, total)
 
         if client is not None:
-            from .distributed import map_partials
+            from ..dask import map_partials
 
-            return map_partials(client, metas, tree, selected, cut, caps, alias_map, advance)
+            on_worker = functools.partial(_file_partial_of, tree, selected, cut, caps, alias_map)
+            return map_partials(client, on_worker, metas, [m.entries for m in metas], advance)
 
-        def partial(meta: FileMeta) -> dict:
+        def local(meta: FileMeta) -> dict:
             return file_partial(
                 meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=advance
             )
 
         # two files at a time: decompression releases the GIL; merged in file order
-        return list(map_ordered(partial, metas, max_workers=2))
+        return list(map_ordered(local, metas, max_workers=2))
+
+
+def _file_partial_of(tree, selected, cut, caps, alias_map, meta: FileMeta) -> dict:
+    """`file_partial` of one file, as a Dask worker runs it (no progress callback)."""
+    return file_partial(meta, tree, selected, cut, caps, alias_map.get(meta.path))

@@ -9,7 +9,7 @@ from typing import Union
 
 import fsspec
 
-from .errors import SourceError
+from ..errors import SourceError
 
 __all__ = ["PathLike", "expand", "file_identity", "is_remote"]
 

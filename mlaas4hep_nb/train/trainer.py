@@ -13,19 +13,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..bundle import write_bundle
+from ..data.tf import chunk_dataset
+from ..errors import EmptyDataError
 from . import metrics
-from .bundle import write_bundle
 from .callbacks import ProgressBar, StopSwitch, Validation
-from .errors import EmptyDataError
-from .feed import Encoder, RowBuffer, chunk_dataset
-from .liveplot import LivePlot
+from .export import MaskRule, ServingExport
+from .feed import Encoder, RowBuffer
 from .models import ModelError, compile_model, inspect_model, resolve_model
-from .serving import MaskRule, ServingExport
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .stream import DataStream
+    from ..data.stream import DataStream
+    from ..liveplot import LivePlot
 
 __all__ = ["Trainer"]
 
@@ -78,6 +79,7 @@ class Trainer:
         (``keras.utils.set_random_seed``), so the same seed and data give the
         same metrics.
     max_events : train on at most this many events per epoch (MLaaS4HEP's ``nevts``).
+    batch_size : events per batch; the stream's ``batch_size`` when None.
 
     Raises
     ------
@@ -100,6 +102,7 @@ class Trainer:
         *,
         seed: int | None = None,
         max_events: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         if not hasattr(stream, "split_chunks"):
             msg = f"stream must be a mlaas4hep_nb.DataStream, not {type(stream).__name__}"
@@ -112,6 +115,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.early_stopping = _early_stopping(early_stopping)
         self.max_events = max_events
+        self.batch_size = stream.batch_size if batch_size is None else int(batch_size)
+        if self.batch_size < 1:
+            msg = f"batch_size must be positive, not {batch_size!r}"
+            raise ValueError(msg)
         if stream.n_classes < 2:
             msg = f"the stream has only class {stream.classes}: training needs two or more labels"
             raise EmptyDataError(msg)
@@ -186,7 +193,7 @@ class Trainer:
         n = sum(len(y) for _, _, y in parts)
         if n == 0:
             return None
-        return chunk_dataset(lambda: iter(parts), n, self.stream.batch_size, self.encoder)
+        return chunk_dataset(lambda: iter(parts), n, self.batch_size, self.encoder)
 
     def fit(self, live_plot: bool | LivePlot = True, progress: bool = True):
         """Train for ``epochs`` epochs; validate on ``"validation"`` after each.
@@ -209,6 +216,8 @@ class Trainer:
         if progress:
             callbacks.append(ProgressBar())
         if live_plot:
+            from ..liveplot import LivePlot  # imports our plotting: only when asked to plot
+
             self.live_plot = live_plot if isinstance(live_plot, LivePlot) else LivePlot()
             callbacks.append(self.live_plot)
         if self.early_stopping is not None:
@@ -216,9 +225,7 @@ class Trainer:
         callbacks.extend(self.callbacks)
         switch = StopSwitch(self._stop)
         callbacks.append(switch)  # last: a stop asked for in any callback ends this batch
-        dataset = chunk_dataset(
-            self._train_chunks, self.n_train, self.stream.batch_size, self.encoder
-        )
+        dataset = chunk_dataset(self._train_chunks, self.n_train, self.batch_size, self.encoder)
         try:
             history = self.model.fit(
                 dataset,
@@ -277,7 +284,7 @@ class Trainer:
         ----------
         x : ``[n, n_features]`` features as the stream makes them.
         mask : the true mask; when None it is derived from X as the served
-            model derives it (`mask_rule`, see `mlaas4hep_nb.serving`).
+            model derives it (`mask_rule`, see `mlaas4hep_nb.train.export`).
 
         Returns
         -------
@@ -353,7 +360,7 @@ class Trainer:
 
     def plot_roc(self, split: str = "validation") -> Figure:
         """The ROC curve on ``split`` with its AUC, as a matplotlib figure."""
-        from .plot import plot_roc
+        from ..plot import plot_roc
 
         result = self.evaluate(split)
         fpr, tpr, _ = result["roc"]
@@ -361,7 +368,7 @@ class Trainer:
 
     def plot_scores(self, split: str = "validation", score_class: int | None = None) -> Figure:
         """Histograms of one class's score (the last class by default) for each true class."""
-        from .plot import plot_scores
+        from ..plot import plot_scores
 
         probabilities, y = self._scores(split)
         column = probabilities.shape[1] - 1 if score_class is None else int(score_class)
@@ -369,7 +376,7 @@ class Trainer:
 
     def plot_history(self) -> Figure:
         """Loss and AUC per epoch of the last `fit`."""
-        from .plot import plot_history
+        from ..plot import plot_history
 
         return plot_history(self.history.history if self.history else {})
 
@@ -398,7 +405,7 @@ class Trainer:
         n_features]``, normalised as the stream normalises) and returns
         probabilities; it derives the mask from X (`mask_rule`: from counters
         such as ``nJet`` where they give the true mask, else nonzero values; see
-        `mlaas4hep_nb.serving` for the edge case of real zeros).
+        `mlaas4hep_nb.train.export` for the edge case of real zeros).
         ``serving_with_mask`` also takes the true ``mask``. ``params.json``
         carries the feature names and the FeatureSpec (with the normalisation
         and the mask rules) for clients that send raw events.

@@ -9,7 +9,7 @@ import awkward as ak
 import numpy as np
 
 if TYPE_CHECKING:
-    from .specs import BranchSpec, FeatureSpec
+    from .spec import BranchSpec, FeatureSpec
 
 __all__ = ["NORMALIZATIONS", "Converter", "flat_values", "jagged_parts", "scaling"]
 

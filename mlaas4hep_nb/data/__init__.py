@@ -1,0 +1,24 @@
+"""Layer 1, data streaming: ROOT files (local, ``root://``, ``https://``) to float32 chunks.
+
+It imports neither TensorFlow nor matplotlib (``tf`` is the one exception,
+imported on first use by the adapters). The path of the data, module by module::
+
+    paths        file names, globs, redirectors, identities (size, mtime)
+    rootio       open a TTree or RNTuple, its columns and clusters (uproot)
+    expressions  aliases and cuts as uproot expressions
+    sources      list trees and branches, preview a branch (mn.list_trees, ...)
+    selection    scan files once (FileMeta), pick branches by names and globs
+    branch_groups  group and filter thousands of branch names (the Browser's model)
+    spec         FeatureSpec and BranchSpec: what each branch becomes (JSON)
+    measure      compute_specs: one vectorised statistics pass, cached by fingerprint
+    convert      awkward arrays to X, mask (padding, normalisation)
+    plan         cluster-aligned units, mixing and the train/validation split
+    reader       read_passing (the one read-then-cut, retried) and UnitReader
+    stream       DataStream: units read ahead on threads (or Dask), chunks, batches
+    tf           tf.data and Keras PyDataset adapters (imports TensorFlow)
+    defaults     chunk and batch sizes, written once
+    parallel, progress  ordered thread maps, progress bars
+
+Arrows point one way: paths → rootio → expressions → selection → spec →
+measure/convert → plan → reader → stream → tf.
+"""
