@@ -237,6 +237,29 @@ def test_batches_and_adapters(tth):
     stream.close()
 
 
+def test_tf_dataset_and_batches_give_the_same_rows(tth):
+    stream = mn.DataStream(tth, chunk_size=700, batch_size=100, progress=False)
+    batches = list(stream.batches("validation"))
+    dataset = list(stream.to_tf_dataset("validation", with_mask=True))
+    assert [len(y) for _, _, y in batches] == [int(y.shape[0]) for _, y in dataset]
+    for (x, mask, y), ((tx, tmask), ty) in zip(batches, dataset, strict=True):
+        np.testing.assert_array_equal(x, tx.numpy())
+        np.testing.assert_array_equal(mask, tmask.numpy())
+        np.testing.assert_array_equal(y, ty.numpy())
+
+
+def test_head_is_the_first_rows_of_a_split(tth):
+    stream = mn.DataStream(tth, chunk_size=700, progress=False)
+    x, mask, y = (np.concatenate(a) for a in zip(*stream.chunks("validation"), strict=True))
+    for n in (0, 5, 700, len(y) + 10):
+        hx, hmask, hy = stream.head(n, "validation")
+        assert (hx.dtype, hmask.dtype, hy.dtype) == (np.float32, bool, np.float32)
+        np.testing.assert_array_equal(hx, x[:n])
+        np.testing.assert_array_equal(hmask, mask[:n])
+        np.testing.assert_array_equal(hy, y[:n])
+    assert stream.head(3)[0].shape == (3, stream.n_features)
+
+
 def test_bad_arguments(tth):
     with pytest.raises(ValueError, match="labels must be the integers"):
         mn.DataStream({1: tth[1], 2: tth[0]}, progress=False)

@@ -7,7 +7,7 @@ imported on first use by the adapters). The path of the data, module by module::
     rootio       open a TTree or RNTuple, its columns and clusters (uproot)
     expressions  aliases and cuts as uproot expressions
     sources      list trees and branches, preview a branch (mn.list_trees, ...)
-    selection    scan files once (FileMeta), pick branches by names and globs
+    scan         scan files once (FileMeta), pick branches by names and globs
     branch_groups  group and filter thousands of branch names (the Browser's model)
     spec         FeatureSpec and BranchSpec: what each branch becomes (JSON)
     measure      compute_specs: one vectorised statistics pass, cached by fingerprint
@@ -15,10 +15,11 @@ imported on first use by the adapters). The path of the data, module by module::
     plan         cluster-aligned units, mixing and the train/validation split
     reader       read_passing (the one read-then-cut, retried) and UnitReader
     stream       DataStream: units read ahead on threads (or Dask), chunks, batches
+    selection    Selection: labelled files, tree, branches, options (what the Browser hands on)
     tf           tf.data and Keras PyDataset adapters (imports TensorFlow)
     defaults     chunk and batch sizes, written once
     parallel, progress  ordered thread maps, progress bars
 
-Arrows point one way: paths → rootio → expressions → selection → spec →
-measure/convert → plan → reader → stream → tf.
+Arrows point one way: paths → rootio → expressions → scan → spec →
+measure/convert → plan → reader → stream → selection, tf.
 """

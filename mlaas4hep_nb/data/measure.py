@@ -21,7 +21,7 @@ from .paths import PathLike, expand, file_identity
 from .progress import progress_bar
 from .reader import read_passing
 from .rootio import Column
-from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, exact_names, scan, select
+from .scan import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, exact_names, scan, select
 from .spec import CONSTANT, SPEC_VERSION, BranchSpec, FeatureSpec, cache_dir, constant_reason
 
 __all__ = ["check_max_len", "compute_specs", "file_partial"]

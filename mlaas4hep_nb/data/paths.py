@@ -5,13 +5,14 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Union
 
 import fsspec
 
 from ..errors import SourceError
 
-__all__ = ["PathLike", "expand", "file_identity", "is_remote"]
+__all__ = ["PathLike", "expand", "file_identity", "is_remote", "user_cache_dir"]
 
 PathLike = Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]]  # noqa: UP007 (runtime alias on 3.10)
 
@@ -21,6 +22,14 @@ _GLOB_CHARS = set("*?[")
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def user_cache_dir() -> Path:
+    """The package's cache folder: ``$MLAAS4HEP_NB_CACHE`` or ``~/.cache/mlaas4hep_nb``."""
+    base = os.environ.get("MLAAS4HEP_NB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlaas4hep_nb"
+    )
+    return Path(base)
 
 
 def is_remote(path: str) -> bool:

@@ -22,7 +22,7 @@ from .rootio import (
     shape_name,
     tree_names,
 )
-from .selection import alias_column
+from .scan import alias_column
 
 __all__ = [
     "BranchInfo",

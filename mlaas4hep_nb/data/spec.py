@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .paths import user_cache_dir
 from .rootio import shape_name
 
 __all__ = ["CONSTANT", "SPEC_VERSION", "BranchSpec", "FeatureSpec", "cache_dir", "constant_reason"]
@@ -162,11 +163,8 @@ class FeatureSpec:
 
 
 def cache_dir() -> Path:
-    """Where specs are cached: ``$MLAAS4HEP_NB_CACHE`` or ``~/.cache/mlaas4hep_nb``."""
-    base = os.environ.get("MLAAS4HEP_NB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlaas4hep_nb"
-    )
-    return Path(base) / "specs"
+    """Where specs are cached: ``specs/`` in `user_cache_dir`."""
+    return user_cache_dir() / "specs"
 
 
 def constant_reason(branch: BranchSpec) -> str:

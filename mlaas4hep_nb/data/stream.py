@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from .paths import PathLike, expand
 from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
 from .reader import Part, UnitReader
 from .rootio import one_line
-from .selection import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
+from .scan import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
 from .spec import FeatureSpec
 
 __all__ = ["DataStream", "NonFiniteWarning"]
@@ -523,6 +524,23 @@ class DataStream:
                 held, held_n = [(x[full:], mask[full:], y[full:])], len(y) - full
         if held:
             yield tuple(np.concatenate(parts) for parts in zip(*held, strict=True))
+
+    def head(self, n: int, split: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first ``n`` events of ``split`` as ``(X, mask, y)`` (fewer if it has fewer).
+
+        Reads only the chunks it needs, in the order `chunks` yields them.
+        """
+        empty = Part.empty(self.n_features)
+        parts, have = [(empty.x, empty.mask, empty.y)], 0
+        if n > 0:
+            with contextlib.closing(self.chunks(split)) as chunks:
+                for x, mask, y in chunks:
+                    parts.append((x[: n - have], mask[: n - have], y[: n - have]))
+                    have += len(parts[-1][2])
+                    if have >= n:
+                        break
+        x, mask, y = (np.concatenate(column) for column in zip(*parts, strict=True))
+        return x, mask, y
 
     def count(self, split: str | None = None) -> int:
         """Events in ``split`` (after the cut); reads only the cut's branches when there is one."""

@@ -143,7 +143,7 @@ def load_mlaas_params(source: str | os.PathLike | Mapping[str, Any]) -> MLaaSPar
             value = [*kwargs.get("exclude", ()), *value]
         kwargs[name] = value
     if "exclude" in result.stream:
-        from ..data.selection import DEFAULT_EXCLUDE  # imports uproot: not when the CLI starts
+        from ..data.scan import DEFAULT_EXCLUDE  # imports uproot: not when the CLI starts
 
         # identifiers and excluded branches add to the default exclusions (run, event, ...)
         result.stream["exclude"] = list(

@@ -255,16 +255,8 @@ class Trainer:
         if self._mask_rule is None:
             split = "validation" if self.n_validation else "train"
 
-            def samples():
-                seen = 0
-                with contextlib.closing(self.stream.chunks(split)) as chunks:
-                    for x, mask, _ in chunks:
-                        yield x, mask
-                        seen += len(x)
-                        if seen >= _MASK_SAMPLE:
-                            return
-
-            self._mask_rule = MaskRule.fit(self.stream.spec, self.stream.normalize, samples())
+            x, mask, _ = self.stream.head(_MASK_SAMPLE, split)
+            self._mask_rule = MaskRule.fit(self.stream.spec, self.stream.normalize, [(x, mask)])
         return self._mask_rule
 
     def _check_x(self, x: Any, what: str = "X") -> np.ndarray:

@@ -8,7 +8,6 @@ import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +15,9 @@ import ipywidgets as w
 
 from ..data.branch_groups import filter_names, group_names, no_match_hint
 from ..data.measure import compute_specs
-from ..data.paths import expand
+from ..data.paths import expand, user_cache_dir
+from ..data.selection import LABEL_ALIAS, Selection
 from ..data.sources import alias_info, catalog, list_trees, preview
-from ..data.spec import cache_dir
 from ._common import Job, Status, figure_png, image_box, new_figure, unshrinking
 from .aliases import EVERY_CLASS, AliasEditor
 from .branch_table import BranchTable, Row
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FILTER_PAUSE", "LABEL_ALIAS", "Browser", "Selection"]
 
-#: the alias that holds each event's class when an expression gives it
-LABEL_ALIAS = "class_label"
 _MAX_RECENT = 12
 #: seconds of quiet typing before the filter applies
 FILTER_PAUSE = 0.1
@@ -46,96 +43,8 @@ def __dir__() -> list[str]:
     return __all__
 
 
-@dataclass(frozen=True)
-class Selection:
-    """What the Browser hands to code: labelled files, tree, branches, options and the specs.
-
-    ``files`` maps each class (0..K-1) to its files; or, when ``label`` is an
-    expression giving each event's class, it lists the files. ``branches`` are
-    in the tree's order (empty: every supported branch); ``aliases`` are the
-    computed features, ``{label: {name: expression}}`` or ``{name: expression}``;
-    ``spec`` is None until computed for exactly this selection.
-    """
-
-    files: dict[int, list[str]] | list[str]
-    tree: str
-    branches: list[str] = field(default_factory=list)
-    max_len: int | None = None
-    cut: str | None = None
-    spec: FeatureSpec | None = None
-    aliases: dict = field(default_factory=dict)
-    label: str | None = None
-
-    def sources(self) -> dict[int, list[str]] | list[str]:
-        """The first argument of `DataStream` and `compute_specs`."""
-        return self.files
-
-    def stream_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `DataStream` for this selection (all but the sources)."""
-        kwargs: dict[str, Any] = {
-            "tree": self.tree,
-            "branches": self.branches or None,
-            "max_len": self.max_len,
-            "cut": self.cut,
-            "aliases": dict(self.aliases) or None,
-        }
-        if self.label is not None:
-            kwargs["label"] = LABEL_ALIAS
-            kwargs["aliases"] = {**self.aliases, LABEL_ALIAS: self.label}
-        if self.spec is not None:
-            kwargs["specs"] = self.spec
-        return kwargs
-
-    def to_stream(self, **kwargs: Any) -> DataStream:
-        """A `DataStream` over these files; ``kwargs`` add to or override the selection."""
-        from ..data.stream import DataStream
-
-        if self.label is None and len(self.files) < 2:
-            have = f"only class {sorted(self.files)}" if self.files else "no labelled files"
-            msg = (
-                f"training needs files of at least two classes, and there are {have}: "
-                "assign labels to the files (Browser labels editor, or Browser(labels=...)), "
-                "or give each event's class by an expression (per event)"
-            )
-            raise ValueError(msg)
-        return DataStream(self.files, **{**self.stream_kwargs(), **kwargs})
-
-    def describe(self) -> str:
-        """One line: the files of each class, tree, branches, aliases and the specs."""
-        if self.label is not None:
-            where = f"{len(self.files)} file(s), each event's class = {self.label}"
-        else:
-            classes = {label: len(paths) for label, paths in self.files.items() if paths}
-            if not classes:
-                return "no labelled files yet: assign classes in the Browser's Labels"
-            where = "files per class " + ", ".join(f"{k}: {n}" for k, n in classes.items())
-        branches = f"{len(self.branches)} branches" if self.branches else "every usable branch"
-        per_class = all(isinstance(value, Mapping) for value in self.aliases.values())
-        names = {n for value in self.aliases.values() for n in value} if per_class else self.aliases
-        aliases = f" ({len(names)} aliases)" if names else ""
-        spec = f"{self.spec.n_features} features" if self.spec else "specs not computed yet"
-        return f"{where}; tree {self.tree!r}; {branches}{aliases}; {spec}"
-
-    def to_dict(self) -> dict[str, Any]:
-        files = (
-            {label: list(paths) for label, paths in self.files.items()}
-            if isinstance(self.files, Mapping)
-            else list(self.files)
-        )
-        return {
-            "files": files,
-            "tree": self.tree,
-            "branches": list(self.branches),
-            "max_len": self.max_len,
-            "cut": self.cut,
-            "aliases": dict(self.aliases),
-            "label": self.label,
-            "spec": self.spec.to_dict() if self.spec is not None else None,
-        }
-
-
 def _recent_file() -> Path:
-    return cache_dir().parent / "recent_paths.json"
+    return user_cache_dir() / "recent_paths.json"
 
 
 def _load_recent() -> list[str]:

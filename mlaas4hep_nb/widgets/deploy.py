@@ -365,14 +365,8 @@ class DeployPanel:
 
 def _validation_rows(trainer: Trainer, n: int) -> np.ndarray:
     """The first ``n`` validation events of the trainer's stream, as the model takes them."""
-    parts, have = [], 0
-    with contextlib.closing(trainer.stream.chunks("validation")) as chunks:
-        for x, _, _ in chunks:
-            parts.append(x[: n - have])
-            have += len(parts[-1])
-            if have >= n:
-                break
-    if not have:
+    x, _, _ = trainer.stream.head(n, "validation")
+    if not len(x):
         msg = "the stream's validation split is empty: no events to test with"
         raise ValueError(msg)
-    return np.concatenate(parts)
+    return x
