@@ -64,7 +64,7 @@ async def raw(scope, receive, send):
 if sys.argv[1] == "starlette":  # stock uvicorn settings
     app, http = Starlette(routes=[Route("/json", constant, methods=["POST"])]), "httptools"
 else:  # the same uvicorn settings as mlaas4hep-nb serve
-    from mlaas4hep_nb.tfaas.protocol import CoalescingHttpToolsProtocol
+    from mlaas4hep_nb._compat.uvicorn import CoalescingHttpToolsProtocol
     app, http = raw, CoalescingHttpToolsProtocol
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http=http,
             access_log=False, proxy_headers=False, server_header=False, date_header=False,

@@ -25,9 +25,9 @@ import pytest
 import requests
 
 from mlaas4hep_nb.bundle import write_bundle
-from mlaas4hep_nb.tfaas import staging
 from mlaas4hep_nb.tfaas.pack import pack_bundle
-from mlaas4hep_nb.tfaas.testhooks import ENV_PAUSE
+from mlaas4hep_nb.tfaas.server import staging
+from mlaas4hep_nb.tfaas.server.testhooks import ENV_PAUSE
 
 CLI = [sys.executable, "-m", "mlaas4hep_nb.cli"]
 GZIP_TAR = {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}

@@ -21,8 +21,8 @@ import requests
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.bundle import write_bundle
-from mlaas4hep_nb.tfaas import proto
 from mlaas4hep_nb.tfaas.pack import pack_bundle
+from mlaas4hep_nb.tfaas.server import proto
 
 N = 6  # inputs of the small test networks
 GZIP_TAR = {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}

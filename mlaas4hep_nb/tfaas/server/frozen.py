@@ -5,7 +5,7 @@ files uploaded with ``params`` naming ``inputNode`` and ``outputNode``
 (``input_node``/``output_node`` in newer upstream servers). Upstream imports
 the graph and runs a session feeding the one op and fetching the other; here
 the graph is imported the same way and run through the session callable of
-`runner`, so a frozen graph is as fast to call as a SavedModel.
+`signatures`, so a frozen graph is as fast to call as a SavedModel.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import PARAMS_FILE
-from .runner import Signature, _callable, _probe, _session_config, _Tensor
+from ...bundle import PARAMS_FILE
+from .signatures import Signature, _callable, _probe, _session_config, _Tensor
 
 __all__ = ["frozen_graph_path", "is_saved_model", "load_frozen", "node_names"]
 

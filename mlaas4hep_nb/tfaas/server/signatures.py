@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RequestError
+from ..errors import RequestError
 
 __all__ = ["Signature", "load_signatures"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ..convert import NORMALIZATIONS
+from ...convert import NORMALIZATIONS
 
 __all__ = ["MAX_DEPTH", "ParamsError", "check_params"]
 
