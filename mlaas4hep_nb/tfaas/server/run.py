@@ -23,9 +23,9 @@ def __dir__() -> list[str]:
 def _http_protocol() -> str | type:
     if importlib.util.find_spec("httptools") is None:
         return "h11"
-    from ..._compat.uvicorn import CoalescingHttpToolsProtocol
+    from ..._compat.uvicorn import http_protocol
 
-    return CoalescingHttpToolsProtocol
+    return http_protocol()  # the tuned protocol; uvicorn's stock one if uvicorn changed
 
 
 def _uvicorn_options(log_level: str) -> dict:
