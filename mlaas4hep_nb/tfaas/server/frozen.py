@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._compat.tensorflow import session_callable
 from ...bundle import PARAMS_FILE
-from .signatures import Signature, _callable, _probe, _session_config, _Tensor
+from .signatures import Signature, _probe, _session_config, _Tensor
 
 __all__ = ["frozen_graph_path", "is_saved_model", "load_frozen", "node_names"]
 
@@ -135,7 +136,7 @@ def load_frozen(path: str | os.PathLike, params: dict) -> dict[str, Signature]:
     session = tf.compat.v1.Session(graph=graph, config=_session_config())
 
     def bind(output: str, order: list[str]):
-        return _callable(session, [feed], fetch)
+        return session_callable(session, [feed], fetch)
 
     inputs = {input_node: _spec(tensors[0])}
     outputs = {output_node: _spec(tensors[1])}
