@@ -27,6 +27,11 @@ from pathlib import Path
 import nbformat
 
 from mlaas4hep_nb.datasets import make_wide
+
+# free_port is shared with the tests: tests/support.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import free_port
+
 from mlaas4hep_nb.widgets.browser import FILTER_PAUSE
 
 CHROMIUM = os.environ.get("MLAAS4HEP_NB_CHROMIUM", "/usr/bin/chromium")
@@ -60,12 +65,6 @@ def in_kernel(path: Path) -> None:
         f"max {max(times) * 1e3:.1f} ms over 30 changes"
     )
     print(f"  widgets: {before} before, {len(_instances)} after 30 filter changes")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_lab(root: Path) -> tuple[subprocess.Popen, str]:

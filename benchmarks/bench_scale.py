@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,30 +24,9 @@ from pathlib import Path
 
 import mlaas4hep_nb as mn
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_xrootd(folder: Path):
-    binary = shutil.which("xrootd")
-    if binary is None:
-        return None, None
-    port = free_port()
-    command = [binary, "-p", str(port), str(folder)]
-    if os.geteuid() == 0:
-        command[1:1] = ["-R", "nobody"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, f"root://127.0.0.1:{port}/{folder}"
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    return None, None
+# the XRootD server is started as the tests start it: tests/support.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import start_xrootd, stop
 
 
 def rate(sources, spec, client=None, repeat: int = 2) -> float:
@@ -97,7 +75,7 @@ def main() -> None:
         for path in tmp.glob("*.root"):
             path.chmod(0o644)
         spec = mn.compute_specs(files, cache=False, progress=False)
-        server, url = start_xrootd(tmp)
+        server, url = start_xrootd(tmp) or (None, None)
         kinds = {"local": files}
         if url:
             kinds["xrootd"] = {k: [f"{url}/{Path(p).name}" for p in v] for k, v in files.items()}
@@ -119,7 +97,7 @@ def main() -> None:
                         rate(sources, spec, client)
                     )
         if server is not None:
-            server.terminate()
+            stop(server)
         spec_path = str(spec.save(tmp / "spec.json"))
         flat = [p for pair in zip(files[1], files[0], strict=True) for p in pair]
         eight = []

@@ -27,7 +27,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 import requests
+
+# free_port and wait_until_up are shared with the tests: tests/support.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import free_port, wait_until_up
 
 UPSTREAM_REQ_S = 480
 N_FEATURES = 42
@@ -64,7 +67,7 @@ async def raw(scope, receive, send):
 if sys.argv[1] == "starlette":  # stock uvicorn settings
     app, http = Starlette(routes=[Route("/json", constant, methods=["POST"])]), "httptools"
 else:  # the same uvicorn settings as mlaas4hep-nb serve
-    from mlaas4hep_nb.tfaas.protocol import CoalescingHttpToolsProtocol
+    from mlaas4hep_nb._compat.uvicorn import CoalescingHttpToolsProtocol
     app, http = raw, CoalescingHttpToolsProtocol
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http=http,
             access_log=False, proxy_headers=False, server_header=False, date_header=False,
@@ -78,25 +81,6 @@ local f = io.open("{body}", "rb")
 wrk.body = f:read("*all")
 f:close()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
 def make_bundle(folder: Path) -> Path:

@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "LABELS_FILE",
+    "MASK_SIGNATURE",
     "PARAMS_FILE",
     "UPSTREAM_SIGNATURE",
     "export_saved_model",
@@ -39,6 +40,8 @@ LABELS_FILE = "labels.txt"
 UPSTREAM_SIGNATURE = "serving"
 INPUT_NODE = "serving_default_inputs_input"
 OUTPUT_NODE = "StatefulPartitionedCall"
+# the signature taking X and the mask as two inputs (bundles of this package only)
+MASK_SIGNATURE = "serving_with_mask"
 
 
 def __dir__() -> list[str]:

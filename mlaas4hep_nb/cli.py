@@ -206,7 +206,7 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    from .tfaas.serve import serve
+    from .tfaas.server.run import serve
 
     token = _token(args)
     if args.token_all and not token:

@@ -4,37 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
+import support
+from support import free_port, stop, wait_for_port, world_readable_copy
 
 import mlaas4hep_nb as mn
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout}s")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -72,41 +52,15 @@ def served_dir(tth) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_xrootd(folder: Path):
-    """Start a real XRootD server exporting ``folder``; returns (process, url prefix)."""
-    binary = shutil.which("xrootd")
-    if binary is None:
+def start_xrootd(folder: Path) -> tuple[subprocess.Popen, str]:
+    """`support.start_xrootd`, skipping the test when XRootD is not installed."""
+    started = support.start_xrootd(folder)
+    if started is None:
         pytest.skip(
             "xrootd not installed (Debian package xrootd-server; make test installs it "
             "when run as root)"
         )
-    port = free_port()
-    command = [binary, "-p", str(port), str(folder)]
-    if os.geteuid() == 0:
-        command[1:1] = ["-R", "nobody"]
-    log = open(folder.parent / f"xrootd-{port}.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    process.log = log
-    wait_for_port(port, process, "xrootd")
-    return process, f"root://127.0.0.1:{port}/{folder}"
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    process.wait(10)
-    if getattr(process, "log", None):
-        process.log.close()
-
-
-def world_readable_copy(paths, prefix: str) -> Path:
-    """Copy files into a fresh folder under /tmp that the XRootD user 'nobody' can read."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    folder.chmod(0o755)
-    for path in paths:
-        target = folder / Path(path).name
-        shutil.copy(path, target)
-        target.chmod(0o644)
-    return folder
+    return started
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
-from conftest import HTTPServer, free_port
+from conftest import HTTPServer
+from support import free_port
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.datasets import DataFetchError

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import HTTPServer, free_port
+from conftest import HTTPServer
 from nbclient import NotebookClient
+from support import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,11 @@
-"""Private third-party hooks, one module per library, each with a public-API fallback.
+"""Hooks into third-party internals, kept in one place so that an upgrade breaks loudly here.
 
-Each hook names the private name it uses; when the library changes and the
-hook is missing or its signature differs, the code falls back to a public
-API and warns once, naming the hook. ``tests/test_compat.py`` fails loudly,
-naming the hook, as soon as an upgrade breaks one.
+Each place where this package relies on a library's private API (an
+underscored function, a subclass reaching into private attributes) lives in
+this package, one module per library (``uproot``, ``uvicorn``, ``tensorflow``).
+Each module checks once whether the installed version still has what the
+hook uses, takes the fast path when it does, and otherwise falls back to the
+library's public API, logging one warning that names the hook. The
+``test_compat*`` tests fail, naming the hook, as soon as an installed
+version no longer fits.
 """

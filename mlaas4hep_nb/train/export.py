@@ -31,16 +31,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..bundle import export_saved_model
+from ..bundle import MASK_SIGNATURE, export_saved_model
 from ..data.convert import scaling
 
 if TYPE_CHECKING:
     from ..data.spec import BranchSpec, FeatureSpec
     from .models import ModelLayout
 
-__all__ = ["MASK_SIGNATURE", "MaskRule", "ServingExport"]
-
-MASK_SIGNATURE = "serving_with_mask"
+__all__ = ["MaskRule", "ServingExport"]
 
 
 def __dir__() -> list[str]:

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..bundle import PARAMS_FILE
-from .errors import RequestError
+from ...bundle import PARAMS_FILE
+from ..errors import RequestError
 from .model import ServedModel
 
 __all__ = ["MAX_PIXELS", "classify", "image_tensor", "read_image_form"]

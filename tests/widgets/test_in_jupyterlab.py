@@ -23,11 +23,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import free_port, wait_for_port
+from support import free_port, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "04_tth_workbench.ipynb"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM = Path(os.environ.get("MLAAS4HEP_NB_CHROMIUM", "/usr/bin/chromium"))

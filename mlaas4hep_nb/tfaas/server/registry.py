@@ -4,7 +4,7 @@ A re-upload is loaded and checked in its own staging folder first; only then
 are the folders swapped by rename and the in-memory entry replaced, so a
 request is answered wholly by the old model or wholly by the new one. Folders
 starting with a dot are the store's own (staging, a previous version on its
-way out): `mlaas4hep_nb.tfaas.staging` names them after their owner process
+way out): `mlaas4hep_nb.tfaas.server.staging` names them after their owner process
 and tidies them once it is gone, putting back a model whose swap was cut
 short. A folder that is not a loadable bundle is skipped and reported, never
 fatal to the others.
@@ -20,9 +20,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import RequestError
+from ..errors import RequestError
+from ..names import valid_name
 from .model import BundleError, ServedModel
-from .names import valid_name
 from .staging import dir_lock, retired_name, staging_prefix, tidy
 from .testhooks import pause
 

@@ -9,16 +9,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..bundle import LABELS_FILE, read_params
-from .errors import RequestError
+from ...bundle import LABELS_FILE, MASK_SIGNATURE, read_params
+from ..errors import RequestError
 from .params_schema import ParamsError, check_params
 
 if TYPE_CHECKING:
-    from .runner import Signature
+    from .signatures import Signature
 
 __all__ = ["BundleError", "ServedModel", "find_saved_model"]
-
-MASK_SIGNATURE = "serving_with_mask"
 
 
 def __dir__() -> list[str]:
@@ -59,7 +57,7 @@ class ServedModel:
 
     def __init__(self, path: str | os.PathLike, name: str | None = None) -> None:
         from .frozen import frozen_graph_path, load_frozen
-        from .runner import load_signatures
+        from .signatures import load_signatures
 
         self.path = Path(path)
         self.name = name or self.path.name
@@ -125,7 +123,7 @@ class ServedModel:
         spec = self.params.get("spec")
         if not isinstance(spec, Mapping):
             return None
-        from ..data.spec import FeatureSpec
+        from ...data.spec import FeatureSpec
 
         try:
             return FeatureSpec.from_dict(spec)
@@ -185,7 +183,7 @@ class ServedModel:
         if not isinstance(events, list) or not events:
             raise RequestError(400, "events must be a non-empty list of objects")
         if self._converter is None:
-            from ..data.convert import Converter
+            from ...data.convert import Converter
 
             spec = self.params["spec"]
             normalize = self.params.get("normalize", spec.get("normalize", "minmax"))

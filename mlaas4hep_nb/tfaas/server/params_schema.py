@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ..data.convert import NORMALIZATIONS
+from ...data.convert import NORMALIZATIONS
 
 __all__ = ["MAX_DEPTH", "ParamsError", "check_params"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import simdjson
 
-from .errors import RequestError
+from ..errors import RequestError
 
 __all__ = ["JsonRequest", "as_rows", "check_width", "decode_json"]
 

@@ -35,7 +35,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.bundle import write_bundle
-from mlaas4hep_nb.tfaas import proto
+from mlaas4hep_nb.tfaas.server import proto
 
 N = 6
 LABELS = ["higgs", "qcd", "muons"]

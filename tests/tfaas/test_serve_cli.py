@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import time
 import keras
 import numpy as np
 import pytest
-import requests
+from support import free_port, wait_until_up
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.bundle import write_bundle
@@ -20,28 +19,17 @@ from mlaas4hep_nb.bundle import write_bundle
 CLI = [sys.executable, "-m", "mlaas4hep_nb.cli"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start(model_dir, *extra: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [*CLI, "serve", "--port", str(port), "--model-dir", str(model_dir), *extra]
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlaas4hep-nb serve exited with {process.returncode}")
-        try:
-            requests.get(url + "/v2/health/ready", timeout=1)
-            return process, url
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("mlaas4hep-nb serve did not start")
+    try:
+        wait_until_up(url + "/v2/health/ready", process, what="mlaas4hep-nb serve")
+    except RuntimeError:
+        process.kill()
+        raise
+    return process, url
 
 
 def stop(process: subprocess.Popen) -> None:

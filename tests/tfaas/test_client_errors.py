@@ -7,15 +7,10 @@ import socket
 import threading
 
 import pytest
+from support import free_port
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.tfaas import TFaaSError
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed again: nothing listens there
 
 
 def failure(client: mn.TFaaSClient) -> TFaaSError:
@@ -29,7 +24,7 @@ def failure(client: mn.TFaaSClient) -> TFaaSError:
 
 
 def test_refused_connection_asks_whether_the_server_runs():
-    port = closed_port()
+    port = free_port()  # nothing listens there
     error = failure(mn.TFaaSClient(f"http://127.0.0.1:{port}/", retries=1, backoff=0.01))
     assert str(error) == (
         f"cannot reach http://127.0.0.1:{port}: connection refused — is the server running?"

@@ -12,14 +12,8 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
-from conftest import (
-    HTTP_SERVER,
-    free_port,
-    start_xrootd,
-    stop,
-    wait_for_port,
-    world_readable_copy,
-)
+from conftest import HTTP_SERVER, start_xrootd
+from support import free_port, stop, wait_for_port, world_readable_copy
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.data.stream import NonFiniteWarning

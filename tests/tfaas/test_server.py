@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import tarfile
 import threading
 import time
@@ -18,11 +17,12 @@ import keras
 import numpy as np
 import pytest
 import requests
+from support import free_port
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.bundle import write_bundle
-from mlaas4hep_nb.tfaas import proto
 from mlaas4hep_nb.tfaas.pack import pack_bundle
+from mlaas4hep_nb.tfaas.server import proto
 
 N = 6  # inputs of the small test networks
 GZIP_TAR = {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}
@@ -675,9 +675,7 @@ def test_client_certificates_and_retries(tmp_path, monkeypatch):
     pair = mn.TFaaSClient("https://h", cert="c.pem", key="k.pem", verify=False)
     assert pair.session.cert == ("c.pem", "k.pem")
     assert pair.session.verify is False
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     down = mn.TFaaSClient(f"http://127.0.0.1:{port}", retries=2, backoff=0.01, timeout=2)
     with pytest.raises(mn.tfaas.TFaaSError, match="cannot reach") as info:
         down.status()

@@ -24,15 +24,15 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..bundle import LABELS_FILE, PARAMS_FILE
+from ...bundle import LABELS_FILE, PARAMS_FILE
+from ..errors import RequestError
+from ..names import check_name, valid_name
+from ..pack import compatible_params
+from ..unpack import ArchiveError, TooLargeError, archive_kind, unpack
 from .derive import derive_params
-from .errors import RequestError
 from .frozen import is_saved_model
 from .model import find_saved_model
-from .names import check_name, valid_name
-from .pack import compatible_params
 from .params_schema import ParamsError, check_params
-from .unpack import ArchiveError, TooLargeError, archive_kind, unpack
 
 __all__ = ["stage_form", "stage_tarball"]
 

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,22 +22,17 @@ import keras
 import numpy as np
 import pytest
 import requests
+from support import free_port
 
 from mlaas4hep_nb.bundle import write_bundle
-from mlaas4hep_nb.tfaas import staging
 from mlaas4hep_nb.tfaas.pack import pack_bundle
-from mlaas4hep_nb.tfaas.testhooks import ENV_PAUSE
+from mlaas4hep_nb.tfaas.server import staging
+from mlaas4hep_nb.tfaas.server.testhooks import ENV_PAUSE
 
 CLI = [sys.executable, "-m", "mlaas4hep_nb.cli"]
 GZIP_TAR = {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}
 STARTED = "Application startup complete"
 X = np.random.default_rng(5).random((16, 4), dtype=np.float32)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition, what: str, timeout: float = 120):

@@ -7,8 +7,9 @@ measured here, a 100-row call of the benchmark network costs about half the
 CPU time in a session with ``disable_thread_spinning`` and its own small pools
 as through the eager signature. The numbers are the same kernels' either way.
 Calls go through a callable made once per signature, which skips
-``Session.run``'s feed handling. A SavedModel that a session cannot load is
-run eagerly.
+``Session.run``'s feed handling (a private TensorFlow hook, with a public
+fallback: ``mlaas4hep_nb._compat.tensorflow``). A SavedModel that a session
+cannot load is run eagerly.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RequestError
+from ..._compat.tensorflow import session_callable
+from ..errors import RequestError
 
 __all__ = ["Signature", "load_signatures"]
 
@@ -89,27 +91,6 @@ def _session_config():
     return config
 
 
-def _callable(session, feeds: list[str], fetch: str) -> Callable[..., np.ndarray]:
-    """The fastest way to run one fetch from feeds in ``session``.
-
-    ``make_callable`` with feeds goes through ``Session.run`` and its feed
-    handling (~100 us a call); a callable made from ``CallableOptions`` runs
-    the step directly (~40 us). The latter is private API, hence the fallback.
-    """
-    from tensorflow.core.protobuf import config_pb2
-
-    make = getattr(session, "_make_callable_from_options", None)
-    if make is None:
-        return session.make_callable(fetch, feeds)
-    options = config_pb2.CallableOptions(feed=feeds, fetch=[fetch])
-    run = make(options)
-
-    def call(*arrays: np.ndarray) -> np.ndarray:
-        return run(*arrays)[0]
-
-    return call
-
-
 def _session_signatures(path: Path) -> dict[str, Signature]:
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
@@ -146,7 +127,7 @@ def _session_signatures(path: Path) -> dict[str, Signature]:
         def bind(output: str, order: list[str], definition=definition):
             feeds = [definition.inputs[name].name for name in order]
             fetch = definition.outputs[output].name
-            return _callable(session, feeds, fetch)
+            return session_callable(session, feeds, fetch)
 
         signatures[key] = Signature(tensors(definition.inputs), tensors(definition.outputs), bind)
     return signatures

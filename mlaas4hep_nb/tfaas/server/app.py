@@ -32,11 +32,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..errors import RequestError
+from ..names import SERVER_NAME
 from .batching import MicroBatcher
-from .errors import RequestError
 from .host import host_status
 from .model import BundleError, ServedModel
-from .names import SERVER_NAME
 from .openapi import openapi_schema
 from .payload import as_rows, check_width, decode_json
 from .registry import ModelRegistry
@@ -396,7 +396,7 @@ class TFaaSApp:
         return _json({"name": model.name, "ready": True})
 
     async def v2_server(self, request: Request) -> Response:
-        from .. import __version__
+        from ... import __version__
 
         return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
 
@@ -466,7 +466,7 @@ class TFaaSApp:
         return _json(self.registry.get(request.path_params.get("name")).describe())
 
     async def status(self, request: Request) -> Response:
-        from .. import __version__
+        from ... import __version__
 
         batchers = {name: entry[1] for name, entry in self._batchers.items()}
         return _json(
@@ -489,13 +489,13 @@ class TFaaSApp:
         )
 
     async def index(self, request: Request) -> Response:
-        from .. import __version__
+        from ... import __version__
 
         routes = sorted(openapi_schema(__version__)["paths"])
         return _json({"server": SERVER_NAME, "version": __version__, "routes": routes})
 
     async def openapi(self, request: Request) -> Response:
-        from .. import __version__
+        from ... import __version__
 
         return _json(openapi_schema(__version__))
 

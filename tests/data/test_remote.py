@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
+from support import free_port
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.errors import SourceError

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import start_xrootd, stop, world_readable_copy
+from conftest import start_xrootd
+from support import stop, world_readable_copy
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.data import paths

@@ -12,7 +12,7 @@ import requests
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.bundle import write_bundle
-from mlaas4hep_nb.tfaas.params_schema import MAX_DEPTH, ParamsError, check_params
+from mlaas4hep_nb.tfaas.server.params_schema import MAX_DEPTH, ParamsError, check_params
 
 GZIP_TAR = {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}
 BIG = 2**64  # one more than the largest integer orjson writes

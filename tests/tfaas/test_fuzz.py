@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.bundle import write_bundle
-from mlaas4hep_nb.tfaas.openapi import openapi_schema
+from mlaas4hep_nb.tfaas.server.openapi import openapi_schema
 
 schema = schemathesis.openapi.from_dict(openapi_schema("test"))
 

@@ -5,7 +5,7 @@ files uploaded with ``params`` naming ``inputNode`` and ``outputNode``
 (``input_node``/``output_node`` in newer upstream servers). Upstream imports
 the graph and runs a session feeding the one op and fetching the other; here
 the graph is imported the same way and run through the session callable of
-`runner`, so a frozen graph is as fast to call as a SavedModel.
+`signatures`, so a frozen graph is as fast to call as a SavedModel.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import PARAMS_FILE
-from .runner import Signature, _callable, _probe, _session_config, _Tensor
+from ..._compat.tensorflow import session_callable
+from ...bundle import PARAMS_FILE
+from .signatures import Signature, _probe, _session_config, _Tensor
 
 __all__ = ["frozen_graph_path", "is_saved_model", "load_frozen", "node_names"]
 
@@ -135,7 +136,7 @@ def load_frozen(path: str | os.PathLike, params: dict) -> dict[str, Signature]:
     session = tf.compat.v1.Session(graph=graph, config=_session_config())
 
     def bind(output: str, order: list[str]):
-        return _callable(session, [feed], fetch)
+        return session_callable(session, [feed], fetch)
 
     inputs = {input_node: _spec(tensors[0])}
     outputs = {output_node: _spec(tensors[1])}

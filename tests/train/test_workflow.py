@@ -23,7 +23,7 @@ import mlaas4hep_nb as mn
 from mlaas4hep_nb.cli import main
 from mlaas4hep_nb.train.models import ModelError, resolve_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # upstream's keras_model.py, verbatim (Keras 2: Adam(lr=...) on line 15)
 KERAS_MODEL = '''"""

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .names import valid_name
+from ..names import valid_name
 
 try:
     import fcntl

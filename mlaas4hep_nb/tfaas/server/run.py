@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .server import DEFAULT_MAX_UPLOAD, ENV_OPTIONS, TFaaSApp, create_app
+from .app import DEFAULT_MAX_UPLOAD, ENV_OPTIONS, TFaaSApp, create_app
 
 __all__ = ["ServerHandle", "serve", "serve_in_background"]
 
@@ -23,9 +23,9 @@ def __dir__() -> list[str]:
 def _http_protocol() -> str | type:
     if importlib.util.find_spec("httptools") is None:
         return "h11"
-    from .protocol import CoalescingHttpToolsProtocol
+    from ..._compat.uvicorn import http_protocol
 
-    return CoalescingHttpToolsProtocol
+    return http_protocol()  # the tuned protocol; uvicorn's stock one if uvicorn changed
 
 
 def _uvicorn_options(log_level: str) -> dict:
@@ -69,7 +69,7 @@ def serve(
         settings.setdefault("sync_interval", 1.0)
         os.environ[ENV_OPTIONS] = json.dumps({"model_dir": str(Path(model_dir)), **settings})
         uvicorn.run(
-            "mlaas4hep_nb.tfaas.server:app_from_env",
+            "mlaas4hep_nb.tfaas.server.app:app_from_env",
             factory=True,
             host=host,
             port=port,

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mlaas4hep_nb.tfaas.batching import MicroBatcher
 from mlaas4hep_nb.tfaas.errors import RequestError
-from mlaas4hep_nb.tfaas.payload import as_rows, decode_json
+from mlaas4hep_nb.tfaas.server.batching import MicroBatcher
+from mlaas4hep_nb.tfaas.server.payload import as_rows, decode_json
 
 
 def run(coro):
