@@ -170,16 +170,13 @@ class LivePlot(keras.callbacks.Callback):
 
     def figure(self) -> Figure:
         """A new figure of what was recorded so far (drawn without pyplot: thread-safe)."""
-        from matplotlib.figure import Figure
-
-        from .plot import plot_history
+        from .plot import new_figure, plot_history
 
         with self._changed:  # a consistent snapshot; training appends meanwhile
             history = {key: list(values) for key, values in self.history.items()}
             step = max(1, len(self.batch_x) // _MAX_POINTS)  # thin out: drawing time stays flat
             batches = (self.batch_x[::step], self.batch_loss[::step])
-        fig = Figure(figsize=(10, 3.6), layout="constrained")
-        axes = fig.subplots(1, 2)
+        _, axes = new_figure(5.0, 3.6, ncols=2)
         return plot_history(history, batches, ax=list(axes))
 
     def draw(self) -> None:

@@ -1,12 +1,15 @@
-"""Matplotlib figures of training: loss and AUC curves, ROC curve, classifier scores.
+"""All of our matplotlib figures: training curves, ROC, scores, branch histograms, served scores.
 
-Each ``plot_*`` function draws on the axes it is given, or on a new figure
+The training plots draw on the axes they are given, or on a new figure
 (created with pyplot, then closed so that a notebook shows it once, where it
-is returned). The core never imports this module.
+is returned); the widgets' plots (histogram, agreement) are made without
+pyplot, safe in their worker threads. Only the calls that plot import this
+module.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,7 +21,15 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_history", "plot_roc", "plot_scores"]
+__all__ = [
+    "figure_png",
+    "new_figure",
+    "plot_agreement",
+    "plot_histogram",
+    "plot_history",
+    "plot_roc",
+    "plot_scores",
+]
 
 
 def __dir__() -> list[str]:
@@ -118,5 +129,46 @@ def plot_scores(
         frameon=False,
         fontsize="small",
     )
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def new_figure(width: float = 5.0, height: float = 3.4, ncols: int = 1):
+    """A matplotlib Figure and its axes, made without pyplot (safe in a worker thread)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    return fig, fig.subplots(1, ncols)
+
+
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (for an ``ipywidgets.Image``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def plot_histogram(histogram: hist.Hist, title: str) -> Figure:
+    """A step plot of a one-dimensional histogram (made without pyplot)."""
+    fig, ax = new_figure(5.0, 3.0)
+    axis = histogram.axes[0]
+    ax.stairs(histogram.values(), axis.edges, fill=True, alpha=0.6)
+    ax.set(xlabel=axis.label or axis.name, ylabel="entries", title=title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_agreement(local: np.ndarray, served: np.ndarray, name: str) -> Figure:
+    """Served against local scores, one point per event, with the diagonal (without pyplot)."""
+    fig, ax = new_figure(4.2, 3.6)
+    ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="served = local")
+    ax.scatter(local, served, s=6, alpha=0.6, label=f"{len(local)} validation events")
+    ax.set(
+        xlabel="local score (Trainer.predict)",
+        ylabel=f"served score ({name})",
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
+    )
+    ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
     return fig

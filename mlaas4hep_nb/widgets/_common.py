@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import io
 import threading
 import time
 import traceback
@@ -15,28 +14,13 @@ import ipywidgets as w
 from ..errors import collect_warnings
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
-__all__ = ["Job", "Status", "figure_png", "image_box", "new_figure", "unshrinking"]
+__all__ = ["Job", "Status", "image_box", "unshrinking"]
 
 
 def __dir__() -> list[str]:
     return __all__
-
-
-def new_figure(width: float = 5.0, height: float = 3.4, ncols: int = 1):
-    """A matplotlib Figure and its axes, made without pyplot (safe in a worker thread)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height), layout="constrained")
-    return fig, fig.subplots(1, ncols)
-
-
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    """The figure as PNG bytes, for an ``ipywidgets.Image``."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
 
 
 def image_box(**layout: Any) -> w.Image:

@@ -18,7 +18,7 @@ from ..data.measure import compute_specs
 from ..data.paths import expand, user_cache_dir
 from ..data.selection import LABEL_ALIAS, Selection
 from ..data.sources import alias_info, catalog, list_trees, preview
-from ._common import Job, Status, figure_png, image_box, new_figure, unshrinking
+from ._common import Job, Status, image_box, unshrinking
 from .aliases import EVERY_CLASS, AliasEditor
 from .branch_table import BranchTable, Row
 from .cluster import cluster_html
@@ -84,12 +84,9 @@ def tree_options(infos: Sequence[TreeInfo]) -> list[tuple[str, str]]:
 
 def histogram_png(histogram: hist.Hist, title: str) -> bytes:
     """A step plot of a one-dimensional histogram, as PNG bytes."""
-    fig, ax = new_figure(5.0, 3.0)
-    axis = histogram.axes[0]
-    ax.stairs(histogram.values(), axis.edges, fill=True, alpha=0.6)
-    ax.set(xlabel=axis.label or axis.name, ylabel="entries", title=title)
-    ax.grid(alpha=0.3)
-    return figure_png(fig)
+    from ..plot import figure_png, plot_histogram
+
+    return figure_png(plot_histogram(histogram, title))
 
 
 def _colored(text: str, color: str) -> str:

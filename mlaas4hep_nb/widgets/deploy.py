@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 import numpy as np
 
-from ._common import Job, Status, figure_png, image_box, new_figure, unshrinking
+from ._common import Job, Status, image_box, unshrinking
 
 if TYPE_CHECKING:
     from ..tfaas import ServerHandle, TFaaSClient
@@ -25,19 +25,10 @@ def __dir__() -> list[str]:
 
 
 def agreement_png(local: np.ndarray, served: np.ndarray, name: str) -> bytes:
-    """Served against local scores, one point per event, with the diagonal."""
-    fig, ax = new_figure(4.2, 3.6)
-    ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="served = local")
-    ax.scatter(local, served, s=6, alpha=0.6, label=f"{len(local)} validation events")
-    ax.set(
-        xlabel="local score (Trainer.predict)",
-        ylabel=f"served score ({name})",
-        xlim=(-0.02, 1.02),
-        ylim=(-0.02, 1.02),
-    )
-    ax.legend(loc="upper left", fontsize="small")
-    ax.grid(alpha=0.3)
-    return figure_png(fig)
+    """Served against local scores, one point per event, with the diagonal, as PNG bytes."""
+    from ..plot import figure_png, plot_agreement
+
+    return figure_png(plot_agreement(local, served, name))
 
 
 class DeployPanel:

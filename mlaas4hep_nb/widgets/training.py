@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ..data.defaults import DEFAULT_BATCH_SIZE
-from ._common import Job, Status, figure_png, image_box
+from ._common import Job, Status, image_box
 from .cluster import cluster_html, file_progress_html
 
 if TYPE_CHECKING:
@@ -295,6 +295,8 @@ class TrainingPanel:
             self.history = history.history
             self.status.busy("evaluating on the validation split…")
             self.result = self.trainer.evaluate()
+            from ..plot import figure_png
+
             self.roc_image.value = figure_png(self.trainer.plot_roc())
             self.scores_image.value = figure_png(self.trainer.plot_scores())
             self.metrics.value = metrics_html(self.result, self.history)
