@@ -33,7 +33,23 @@ _EXPORTS = {
 }
 _SUBMODULES = ("datasets", "tfaas", "widgets")
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+__all__ = [  # the names of DESIGN.md's public API
+    "BranchInfo",
+    "DataStream",
+    "FeatureSpec",
+    "LivePlot",
+    "TFaaSClient",
+    "Trainer",
+    "TreeInfo",
+    "__version__",
+    "branches",
+    "compute_specs",
+    "datasets",
+    "list_trees",
+    "preview",
+    "tfaas",
+    "widgets",
+]
 
 if TYPE_CHECKING:
     from . import datasets, tfaas, widgets

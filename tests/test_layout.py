@@ -128,3 +128,17 @@ def test_training_layer_imports_no_plotting_and_no_views():
     loaded = _loaded_after_importing(train)
     ours = sorted(m for m in loaded if _layer_name(m) in ("plotting", "serve", "views"))
     assert not ours, f"the training layer imported {ours}"
+
+
+def test_front_door_lists_every_public_name_and_each_resolves():
+    import mlaas4hep_nb as mn
+
+    code = (
+        "import json, mlaas4hep_nb as mn\n"
+        "print(json.dumps({n: type(getattr(mn, n)).__name__ for n in mn.__all__}))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    kinds = json.loads(run.stdout.splitlines()[-1])
+    assert set(mn.__all__) == {*mn._EXPORTS, *mn._SUBMODULES, "__version__"}
+    assert kinds["DataStream"] == kinds["Trainer"] == "type"
+    assert kinds["tfaas"] == kinds["widgets"] == "module"
