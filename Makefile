@@ -25,9 +25,11 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# mypy checks what [tool.mypy] in pyproject.toml names, as strictly as it says
 lint: $(STAMP)
 	$(BIN)/ruff check mlaas4hep_nb tests benchmarks
 	$(BIN)/ruff format --check mlaas4hep_nb tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	bash scripts/install-system-deps.sh bench
@@ -37,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
-	rm -rf $(VENV) demo-output test-artifacts .pytest_cache
+	rm -rf $(VENV) demo-output test-artifacts .pytest_cache .mypy_cache

@@ -6,11 +6,15 @@ It knows nothing of ROOT files or specs: callers pass the per-item function.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["map_partials"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def __dir__() -> list[str]:
@@ -18,12 +22,12 @@ def __dir__() -> list[str]:
 
 
 def map_partials(
-    client: Any,
-    fn: Callable[[T], Any],
+    client: Client,
+    fn: Callable[[T], R],
     items: Sequence[T],
     sizes: Sequence[int],
     advance: Callable[[int], None],
-) -> list[Any]:
+) -> list[R]:
     """``fn(item)`` of every item on the cluster's workers, returned in item order.
 
     ``advance(size)`` is called with the item's size as each one is done, so
@@ -36,4 +40,5 @@ def map_partials(
     by_key = {future.key: size for future, size in zip(futures, sizes, strict=True)}
     for future in as_completed(futures):
         advance(by_key[future.key])
-    return client.gather(futures)
+    # Client.gather has no annotations: it returns the futures' results in order
+    return cast("list[R]", client.gather(futures))

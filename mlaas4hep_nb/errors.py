@@ -55,7 +55,8 @@ def collect_warnings() -> Iterator[list[Warning]]:
     ``warnings.catch_warnings`` would change the filters of every thread.
     """
     outer = getattr(_COLLECTOR, "into", None)
-    _COLLECTOR.into = collected = []
+    collected: list[Warning] = []
+    _COLLECTOR.into = collected
     try:
         yield collected
     finally:

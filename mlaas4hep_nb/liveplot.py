@@ -100,10 +100,10 @@ class LivePlot(keras.callbacks.Callback):
             self._stale = False
         self.draws = 0
         self._epoch = 0
-        self._steps = None
+        self._steps: int | None = None
         self._seen = 0
-        self._running = None
-        self._ema = None
+        self._running: float | None = None
+        self._ema: float | None = None
         self._epoch_start = time.perf_counter()
 
     # --- Keras hooks ---------------------------------------------------------------------

@@ -27,6 +27,10 @@ import asyncio
 import functools
 import logging
 
+from types import ModuleType
+from typing import Any
+
+httptools_impl: ModuleType | None
 try:
     from uvicorn.protocols.http import httptools_impl
 except ImportError:  # httptools not installed, or uvicorn moved its protocol: see missing()
@@ -78,9 +82,9 @@ def missing() -> list[str]:
     """
     if httptools_impl is None:
         return ["uvicorn.protocols.http.httptools_impl (does not import)"]
-    protocol = getattr(httptools_impl, "HttpToolsProtocol", None)
-    cycle = getattr(httptools_impl, "RequestResponseCycle", None)
-    flow = getattr(httptools_impl, "FlowControl", None)
+    protocol: Any = getattr(httptools_impl, "HttpToolsProtocol", None)
+    cycle: Any = getattr(httptools_impl, "RequestResponseCycle", None)
+    flow: Any = getattr(httptools_impl, "FlowControl", None)
     gaps = [
         f"httptools_impl.{name}"
         for name, value in (

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import awkward as ak
 import numpy as np
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from .spec import BranchSpec, FeatureSpec
 
 __all__ = ["NORMALIZATIONS", "Converter", "flat_values", "jagged_parts", "scaling"]
@@ -29,12 +31,12 @@ def _without_missing(array: ak.Array) -> ak.Array:
     return ak.fill_none(array, np.nan, axis=None) if _has_missing(array.layout.form) else array
 
 
-def flat_values(array: ak.Array) -> np.ndarray:
+def flat_values(array: ak.Array) -> NDArray[Any]:
     """A flat column as numpy, None as NaN."""
-    return ak.to_numpy(_without_missing(array))
+    return cast("NDArray[Any]", ak.to_numpy(_without_missing(array)))
 
 
-def jagged_parts(array: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def jagged_parts(array: ak.Array) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[Any]]:
     """Counts, start offsets into ``content``, and the flat content of a one-level jagged array."""
     array = _without_missing(array)
     layout = array.layout
@@ -59,6 +61,8 @@ def scaling(branch: BranchSpec, normalize: str | None) -> tuple[float, float]:
     the maximum maps to exactly 1 and nothing lands outside [0, 1] (with the
     float64 width, a float64 or large integer maximum gave 1.0000001).
     """
+    offset: float | None
+    width: float | None
     if normalize == "minmax":
         if branch.min is None or branch.max is None:
             return 0.0, 0.0
@@ -80,7 +84,9 @@ class _Slots:
     in the raveled ``[n, width]`` matrix (before adding the branch's column).
     """
 
-    def __init__(self, counts: np.ndarray, starts: np.ndarray, pad: int, n_columns: int) -> None:
+    def __init__(
+        self, counts: NDArray[np.int64], starts: NDArray[np.int64], pad: int, n_columns: int
+    ) -> None:
         self.counts, self.starts, self.pad, self.n_columns = counts, starts, pad, n_columns
         kept = np.minimum(counts, pad)
         first = np.zeros(len(kept), dtype=np.int64)
@@ -89,7 +95,7 @@ class _Slots:
         self.source = np.repeat(starts, kept) + slot
         self.target = np.repeat(np.arange(len(kept), dtype=np.int64) * n_columns, kept) + slot
 
-    def fits(self, counts: np.ndarray, starts: np.ndarray, pad: int) -> bool:
+    def fits(self, counts: NDArray[np.int64], starts: NDArray[np.int64], pad: int) -> bool:
         """Whether another branch has the same layout (Jet_eta after Jet_pt)."""
         return (
             pad == self.pad
@@ -119,14 +125,14 @@ class Converter:
 
     def __call__(
         self, columns: Mapping[str, ak.Array]
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    ) -> tuple[NDArray[np.float32], NDArray[np.bool_], dict[str, NDArray[np.int64]]]:
         n = len(next(iter(columns.values()))) if columns else 0
         n_columns = self.spec.n_features
         x = np.zeros((n, n_columns), dtype=np.float32)
         mask = np.zeros((n, n_columns), dtype=bool)
         flat_x, flat_mask = x.reshape(-1), mask.reshape(-1)
         slots: _Slots | None = None
-        nonfinite: dict[str, np.ndarray] = {}
+        nonfinite: dict[str, NDArray[np.int64]] = {}
         for branch, start, (offset, width) in zip(
             self.spec.branches, self._starts, self._scalings, strict=True
         ):
@@ -155,7 +161,7 @@ class Converter:
                 values[bad] = 0.0
                 nonfinite[branch.name] = _per_row(bad, slots if branch.jagged else None, n)
             if branch.jagged:
-                target = slots.target + start
+                target = cast("_Slots", slots).target + start  # set above for a jagged branch
                 flat_x[target] = values
                 flat_mask[target] = ~bad
             else:
@@ -164,7 +170,7 @@ class Converter:
         return x, mask, nonfinite
 
 
-def _per_row(bad: np.ndarray, slots: _Slots | None, n: int) -> np.ndarray:
+def _per_row(bad: NDArray[np.bool_], slots: _Slots | None, n: int) -> NDArray[np.int64]:
     """How many of a branch's values are non-finite in each of the ``n`` rows."""
     if slots is not None:
         return np.bincount(slots.target[bad] // slots.n_columns, minlength=n).astype(np.int64)

@@ -9,7 +9,8 @@ stay known, and aliases may differ per label (samples with other schemas).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import awkward as ak
 import numpy as np
@@ -17,7 +18,10 @@ import uproot
 
 from .._compat.uproot import compile_expression
 from ..errors import SchemaError
-from .rootio import read_columns
+from .rootio import Tree, read_columns
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["cut_symbols", "evaluate", "evaluate_cut", "read_with_aliases", "symbols"]
 
@@ -26,12 +30,12 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def _per_event(reducer):
+def _per_event(reducer: Callable[..., Any]) -> Callable[[Any], Any]:
     return lambda values: reducer(values, axis=-1)
 
 
 # uproot's functions plus per-event reductions of jagged values: sum(Jet_btagDeepB > 0.5) >= 2
-_FUNCTIONS = {
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
     **uproot.language.python.PythonLanguage().functions,
     "any": _per_event(ak.any),
     "all": _per_event(ak.all),
@@ -80,7 +84,7 @@ def evaluate(expression: str, arrays: Mapping[str, ak.Array], where: str) -> ak.
     return result if isinstance(result, ak.Array) else ak.Array(np.asarray(result))
 
 
-def evaluate_cut(cut: str, arrays: Mapping[str, ak.Array], where: str) -> np.ndarray:
+def evaluate_cut(cut: str, arrays: Mapping[str, ak.Array], where: str) -> NDArray[np.bool_]:
     """One boolean per event: the events that pass ``cut``."""
     result = evaluate(cut, arrays, where)
     if result.ndim != 1 or str(result.type.content) != "bool":
@@ -89,11 +93,11 @@ def evaluate_cut(cut: str, arrays: Mapping[str, ak.Array], where: str) -> np.nda
             "reduce jagged conditions per event with any(), all(), sum() or count()"
         )
         raise SchemaError(msg)
-    return ak.to_numpy(result)
+    return cast("NDArray[np.bool_]", ak.to_numpy(result))
 
 
 def read_with_aliases(
-    tree, names: Sequence[str], start: int, stop: int, aliases: Mapping[str, str], where: str
+    tree: Tree, names: Sequence[str], start: int, stop: int, aliases: Mapping[str, str], where: str
 ) -> dict[str, ak.Array]:
     """Read columns ``names``: branches as they are, aliases computed from the branches they use."""
     computed = [name for name in names if name in aliases]

@@ -9,6 +9,7 @@ import math
 import numbers
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import awkward as ak
 import numpy as np
@@ -21,8 +22,20 @@ from .paths import PathLike, expand, file_identity
 from .progress import progress_bar
 from .reader import read_passing
 from .rootio import Column
-from .scan import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, exact_names, scan, select
+from .scan import (
+    DEFAULT_EXCLUDE,
+    Aliases,
+    FileMeta,
+    aliases_by_file,
+    exact_names,
+    scan,
+    select,
+)
 from .spec import CONSTANT, SPEC_VERSION, BranchSpec, FeatureSpec, cache_dir, constant_reason
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from numpy.typing import NDArray
 
 __all__ = ["check_max_len", "compute_specs", "file_partial"]
 
@@ -39,9 +52,9 @@ def __dir__() -> list[str]:
 # --- the statistics pass ------------------------------------------------------------
 
 
-def _moments(values: np.ndarray, max_multiplicity: int) -> dict:
+def _moments(values: NDArray[np.float64], max_multiplicity: int) -> dict[str, Any]:
     finite = values[np.isfinite(values)]
-    part = {
+    part: dict[str, Any] = {
         "count": int(finite.size),
         "nonfinite": int(values.size - finite.size),
         "max_multiplicity": int(max_multiplicity),
@@ -61,10 +74,10 @@ def _moments(values: np.ndarray, max_multiplicity: int) -> dict:
     return part
 
 
-def _merge(a: dict, b: dict) -> dict:
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Combine two partial statistics exactly (Chan et al.'s parallel variance)."""
     n = a["count"] + b["count"]
-    merged = {
+    merged: dict[str, Any] = {
         "count": n,
         "nonfinite": a["nonfinite"] + b["nonfinite"],
         "max_multiplicity": max(a["max_multiplicity"], b["max_multiplicity"]),
@@ -79,7 +92,7 @@ def _merge(a: dict, b: dict) -> dict:
     return merged
 
 
-def _column_partial(column: Column, array: ak.Array, cap: int | None) -> dict:
+def _column_partial(column: Column, array: ak.Array, cap: int | None) -> dict[str, Any]:
     if column.depth == 0:
         return _moments(np.asarray(flat_values(array), dtype=np.float64), 1)
     if column.fixed is not None:
@@ -101,13 +114,13 @@ def file_partial(
     caps: Mapping[str, int | None],
     aliases: Mapping[str, str] | None = None,
     step: int = _SPEC_CHUNK,
-    on_progress=None,
-) -> dict:
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Partial statistics of one file: events passing the cut and per-branch moments."""
     where = f"{meta.path}:{tree}"
     names = [column.name for column in selected]
     cut_names = cut_symbols(cut, list(meta.columns), where) if cut else []
-    partial: dict = {"events": 0, "branches": {}}
+    partial: dict[str, Any] = {"events": 0, "branches": {}}
     for start in range(0, meta.entries, step):
         stop = min(start + step, meta.entries)
         arrays, entries = read_passing(
@@ -123,13 +136,13 @@ def file_partial(
     return partial
 
 
-def _branch_spec(column: Column, stats: dict, cap: int | None) -> BranchSpec:
+def _branch_spec(column: Column, stats: dict[str, Any], cap: int | None) -> BranchSpec:
     longest = stats["max_multiplicity"] if column.depth else 1
     pad = min(longest, cap) if (column.depth and cap is not None) else longest
     std = math.sqrt(stats["m2"] / stats["count"]) if stats["count"] else None
     return BranchSpec(
         name=column.name,
-        dtype=column.dtype,
+        dtype=cast(str, column.dtype),  # a selected column is supported: it has a dtype
         jagged=column.jagged,
         pad=int(pad),
         max_multiplicity=int(longest),
@@ -162,7 +175,9 @@ def check_max_len(max_len: int | Mapping[str, int] | None) -> None:
             raise ValueError(msg)
 
 
-def _caps(selected: Sequence[Column], max_len: int | Mapping[str, int] | None) -> dict:
+def _caps(
+    selected: Sequence[Column], max_len: int | Mapping[str, int] | None
+) -> dict[str, int | None]:
     if isinstance(max_len, Mapping):
         unknown = set(max_len) - {c.name for c in selected}
         if unknown:
@@ -172,7 +187,7 @@ def _caps(selected: Sequence[Column], max_len: int | Mapping[str, int] | None) -
     return {c.name: max_len for c in selected}
 
 
-def _fingerprint(files: Sequence[str], **selection) -> str:
+def _fingerprint(files: Sequence[str], **selection: Any) -> str:
     identities = list(map_ordered(file_identity, files))
     blob = json.dumps(
         {"version": SPEC_VERSION, "rules": _SPEC_RULES, "files": identities, **selection},
@@ -182,25 +197,25 @@ def _fingerprint(files: Sequence[str], **selection) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _expanded(files: PathLike | Mapping) -> dict | list[str]:
+def _expanded(files: PathLike | Mapping[int, PathLike]) -> dict[int, list[str]] | list[str]:
     if isinstance(files, Mapping):
         return {label: expand(group) for label, group in files.items()}
     return expand(files)
 
 
 def compute_specs(
-    files: PathLike | Mapping,
+    files: PathLike | Mapping[int, PathLike],
     tree: str = "Events",
     branches: Sequence[str] | None = None,
     exclude: Sequence[str] = DEFAULT_EXCLUDE,
     max_len: int | Mapping[str, int] | None = None,
     cut: str | None = None,
     *,
-    aliases: Mapping | None = None,
+    aliases: Aliases | None = None,
     cache: bool = True,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
-    client=None,
+    client: Client | None = None,
 ) -> FeatureSpec:
     """Measure the selected branches over all files in one vectorised pass.
 
@@ -249,7 +264,7 @@ def compute_specs(
     selected, skipped = select(metas, tree, branches, exclude)
     caps = _caps(selected, max_len)
     partials = _partials(metas, tree, selected, cut, caps, alias_map, progress, on_progress, client)
-    total: dict = {"events": 0, "branches": {}}
+    total: dict[str, Any] = {"events": 0, "branches": {}}
     for partial in partials:
         total["events"] += partial["events"]
         for name, part in partial["branches"].items():
@@ -313,8 +328,16 @@ def _warn_constant(spec: FeatureSpec) -> None:
 
 
 def _partials(
-    metas, tree, selected, cut, caps, alias_map, progress, on_progress, client
-) -> list[dict]:
+    metas: Sequence[FileMeta],
+    tree: str,
+    selected: Sequence[Column],
+    cut: str | None,
+    caps: Mapping[str, int | None],
+    alias_map: Mapping[str, Mapping[str, str]],
+    progress: bool,
+    on_progress: Callable[[int, int], None] | None,
+    client: Client | None,
+) -> list[dict[str, Any]]:
     total = sum(meta.entries for meta in metas)
     done = 0
     lock = threading.Lock()
@@ -334,7 +357,7 @@ def _partials(
             on_worker = functools.partial(_file_partial_of, tree, selected, cut, caps, alias_map)
             return map_partials(client, on_worker, metas, [m.entries for m in metas], advance)
 
-        def local(meta: FileMeta) -> dict:
+        def local(meta: FileMeta) -> dict[str, Any]:
             return file_partial(
                 meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=advance
             )
@@ -343,6 +366,13 @@ def _partials(
         return list(map_ordered(local, metas, max_workers=2))
 
 
-def _file_partial_of(tree, selected, cut, caps, alias_map, meta: FileMeta) -> dict:
+def _file_partial_of(
+    tree: str,
+    selected: Sequence[Column],
+    cut: str | None,
+    caps: Mapping[str, int | None],
+    alias_map: Mapping[str, Mapping[str, str]],
+    meta: FileMeta,
+) -> dict[str, Any]:
     """`file_partial` of one file, as a Dask worker runs it (no progress callback)."""
     return file_partial(meta, tree, selected, cut, caps, alias_map.get(meta.path))

@@ -14,7 +14,7 @@ from ..errors import SourceError
 
 __all__ = ["PathLike", "expand", "file_identity", "is_remote", "user_cache_dir"]
 
-PathLike = Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]]  # noqa: UP007 (runtime alias on 3.10)
+PathLike = Union[str, os.PathLike[str], Iterable[Union[str, os.PathLike[str]]]]  # noqa: UP007 (runtime alias on 3.10)
 
 _REMOTE_PREFIXES = ("root://", "xroot://", "http://", "https://")
 _GLOB_CHARS = set("*?[")
@@ -82,7 +82,7 @@ def expand(paths: PathLike, redirector: str | None = None) -> list[str]:
     return files
 
 
-def file_identity(path: str) -> dict:
+def file_identity(path: str) -> dict[str, str | int | None]:
     """What identifies a file's content cheaply: size and mtime (local) or size (remote)."""
     if is_remote(path):
         fs, stripped = fsspec.core.url_to_fs(path)

@@ -7,8 +7,12 @@ import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["Group", "Slice", "Unit", "file_key", "file_units", "layout", "validation_mask"]
 
@@ -53,6 +57,7 @@ def file_units(
     longer than ``4 * target`` is cut evenly so that memory stays bounded.
     """
     bounds = [c for c in sorted(set(clusters)) if 0 < c < entries] + [entries]
+    units: list[Unit]
     units, start = [], 0
     for bound in bounds:
         if bound - start < target and bound != entries:
@@ -106,14 +111,17 @@ def file_key(path: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
+def _splitmix64(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    # numpy's stubs give Any for uint64 shifts and xors
+    return cast("NDArray[np.uint64]", x ^ (x >> np.uint64(31)))
 
 
-def validation_mask(key: int, entries: np.ndarray, seed: int, fraction: float) -> np.ndarray:
+def validation_mask(
+    key: int, entries: NDArray[np.integer], seed: int, fraction: float
+) -> NDArray[np.bool_]:
     """Which of a file's ``entries`` belong to validation: a hash of (file, entry, seed).
 
     The split depends on neither chunk size nor read order, so the same seed
@@ -123,4 +131,6 @@ def validation_mask(key: int, entries: np.ndarray, seed: int, fraction: float) -
         return np.zeros(len(entries), dtype=bool)
     salt = np.uint64((key ^ (seed * 0x632BE59BD9B4E019)) & 0xFFFFFFFFFFFFFFFF)
     mixed = _splitmix64(_splitmix64(entries.astype(np.uint64)) ^ salt)
-    return (mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
+    return cast(
+        "NDArray[np.bool_]", (mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -15,7 +16,9 @@ def __dir__() -> list[str]:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, what: str, enabled: bool = True, unit: str = "events") -> Iterator:
+def progress_bar(
+    total: int, what: str, enabled: bool = True, unit: str = "events"
+) -> Iterator[tqdm[Any]]:
     """A tqdm bar counting ``unit``; a silent one when ``enabled`` is False."""
     bar = tqdm(
         total=total,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import awkward as ak
 import numpy as np
@@ -21,12 +22,17 @@ from .convert import Converter
 from .expressions import evaluate_cut, read_with_aliases
 from .paths import is_remote
 from .plan import Unit, file_key, validation_mask
-from .rootio import open_tree
+from .rootio import Tree, open_tree
 from .spec import FeatureSpec
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["Part", "UnitReader", "read_passing", "with_retries"]
 
 _OPEN_FILES_PER_THREAD = 8
+
+T = TypeVar("T")
 
 
 def __dir__() -> list[str]:
@@ -41,12 +47,12 @@ class Part:
     for the branches that have some.
     """
 
-    x: np.ndarray
-    mask: np.ndarray
-    y: np.ndarray
-    validation: np.ndarray
-    rows: np.ndarray
-    nonfinite: dict[str, np.ndarray] = field(default_factory=dict)
+    x: NDArray[np.float32]
+    mask: NDArray[np.bool_]
+    y: NDArray[np.float32]
+    validation: NDArray[np.bool_]
+    rows: NDArray[np.int64]
+    nonfinite: dict[str, NDArray[np.int64]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, n_features: int) -> Part:
@@ -67,9 +73,11 @@ class _OpenTrees(threading.local):
     """
 
     def __init__(self) -> None:
-        self.trees: collections.OrderedDict = collections.OrderedDict()
+        self.trees: collections.OrderedDict[tuple[str, str, str | None], Tree] = (
+            collections.OrderedDict()
+        )
 
-    def get(self, path: str, tree: str, cache_dir: str | None):
+    def get(self, path: str, tree: str, cache_dir: str | None) -> Tree:
         key = (path, tree, cache_dir)
         handle = self.trees.pop(key, None)
         if handle is None:
@@ -87,7 +95,13 @@ class _OpenTrees(threading.local):
 _OPEN_TREES = _OpenTrees()
 
 
-def with_retries(path: str, action, retries: int, backoff: float, forget=None):
+def with_retries(
+    path: str,
+    action: Callable[[], T],
+    retries: int,
+    backoff: float,
+    forget: Callable[[], object] | None = None,
+) -> T:
     """Run ``action()``; for remote files retry SourceErrors with exponential backoff."""
     attempts = retries + 1 if is_remote(path) else 1
     for attempt in range(attempts):
@@ -116,7 +130,7 @@ def read_passing(
     retries: int = 3,
     backoff: float = 0.5,
     cache_dir: str | None = None,
-) -> tuple[dict[str, ak.Array], np.ndarray]:
+) -> tuple[dict[str, ak.Array], NDArray[np.int64]]:
     """Columns ``names`` of the entries in ``[start, stop)`` that pass ``cut``, and their numbers.
 
     The data layer's one read-then-cut (specs, units, counts): it reads
@@ -160,18 +174,18 @@ class UnitReader:
     def __post_init__(self) -> None:
         self._converter = Converter(self.spec, self.normalize)
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["_converter"]
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__post_init__()
 
     def passing(
         self, path: str, names: Sequence[str], start: int, stop: int, cut_names: Sequence[str] = ()
-    ) -> tuple[dict[str, ak.Array], np.ndarray]:
+    ) -> tuple[dict[str, ak.Array], NDArray[np.int64]]:
         """`read_passing` with this reader's tree, cut, aliases, retries and cache."""
         return read_passing(
             path,
@@ -192,7 +206,8 @@ class UnitReader:
         x, mask, nonfinite = self._converter(arrays)
         label = self.labels[unit.group]
         if label is None:
-            y = ak.to_numpy(arrays[self.label_branch]).astype(np.float32)
+            # a group without a label reads it from label_branch (set by DataStream)
+            y = ak.to_numpy(arrays[cast(str, self.label_branch)]).astype(np.float32)
         else:
             y = np.full(len(entries), label, dtype=np.float32)
         validation = validation_mask(

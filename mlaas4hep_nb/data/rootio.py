@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import awkward as ak
 import fsspec
@@ -38,6 +39,9 @@ __all__ = [
     "shape_name",
     "tree_names",
 ]
+
+#: An uproot TTree (``HasBranches``) or RNTuple (``HasFields``): uproot ships no types.
+Tree: TypeAlias = Any
 
 #: Seconds before a remote open or read gives up.
 REMOTE_TIMEOUT = int(os.environ.get("MLAAS4HEP_NB_TIMEOUT", "30"))
@@ -115,7 +119,7 @@ def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirecto
     With ``cache_dir``, a remote file is copied there whole on first use and
     read from the copy afterwards.
     """
-    options: dict = {"array_cache": None, "object_cache": None}
+    options: dict[str, Any] = {"array_cache": None, "object_cache": None}
     local = path
     if is_remote(path) and path.startswith(("root://", "xroot://")):
         _configure_xrootd()
@@ -192,7 +196,7 @@ def tree_names(directory: uproot.ReadOnlyDirectory) -> dict[str, str]:
     return {name: cls for name, cls in found.items() if cls in _TREE_CLASSES}
 
 
-def open_tree(path: str, tree: str, cache_dir: str | None = None):
+def open_tree(path: str, tree: str, cache_dir: str | None = None) -> Tree:
     """Open ``tree`` (a TTree or RNTuple, ``dir/name`` for nested ones) in the file at ``path``."""
     directory = open_file(path, cache_dir)
     try:
@@ -210,7 +214,7 @@ def open_tree(path: str, tree: str, cache_dir: str | None = None):
         raise SourceError(msg) from err
 
 
-def kind_of(tree) -> str:
+def kind_of(tree: Tree) -> str:
     """``"TTree"`` or ``"RNTuple"``."""
     return "RNTuple" if isinstance(tree, HasFields) else "TTree"
 
@@ -249,7 +253,7 @@ def classify(form: ak.forms.Form) -> tuple[str | None, int, str | None, int | No
 
 
 @functools.singledispatch
-def columns(tree) -> dict[str, Column]:
+def columns(tree: Tree) -> dict[str, Column]:
     """Every leaf column of a TTree or RNTuple, in the tree's order."""
     msg = f"{type(tree).__name__} is neither a TTree nor an RNTuple"
     raise TypeError(msg)
@@ -318,7 +322,7 @@ def _without_importer_twins(found: dict[str, Column]) -> dict[str, Column]:
     return {name: column for name, column in found.items() if not twin(column)}
 
 
-def read_columns(tree, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+def read_columns(tree: Tree, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
     """Read entries ``[start, stop)`` of the named columns: name -> awkward array."""
     try:
         return _read(tree, names, start, stop)
@@ -332,7 +336,7 @@ def read_columns(tree, names: list[str], start: int, stop: int) -> dict[str, ak.
 
 
 @functools.singledispatch
-def _read(tree, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
+def _read(tree: Tree, names: list[str], start: int, stop: int) -> dict[str, ak.Array]:
     msg = f"{type(tree).__name__} is neither a TTree nor an RNTuple"
     raise TypeError(msg)
 
@@ -356,7 +360,7 @@ def _(tree: HasFields, names: list[str], start: int, stop: int) -> dict[str, ak.
 
 
 @functools.singledispatch
-def cluster_starts(tree) -> list[int]:
+def cluster_starts(tree: Tree) -> list[int]:
     """Entry numbers where every column starts a new basket (TTree) or cluster (RNTuple)."""
     msg = f"{type(tree).__name__} is neither a TTree nor an RNTuple"
     raise TypeError(msg)

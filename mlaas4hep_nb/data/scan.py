@@ -5,11 +5,12 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias, cast
 
 from ..errors import EmptyDataError, SchemaError, SkippedBranchWarning, SourceError, warn_user
 from .expressions import read_with_aliases
 from .parallel import map_ordered
-from .rootio import Column, classify, cluster_starts, columns, open_tree
+from .rootio import Column, Tree, classify, cluster_starts, columns, open_tree
 
 __all__ = [
     "DEFAULT_EXCLUDE",
@@ -20,6 +21,9 @@ __all__ = [
     "scan",
     "select",
 ]
+
+#: Computed columns: ``{name: expression}`` for every file, or ``{label: {name: expression}}``.
+Aliases: TypeAlias = Mapping[str, str] | Mapping[int, Mapping[str, str]]
 
 #: Bookkeeping branches that are never physics features.
 DEFAULT_EXCLUDE = ("run", "event", "luminosityBlock")
@@ -39,7 +43,7 @@ class FileMeta:
     clusters: tuple[int, ...]
 
 
-def alias_column(handle, name: str, expression: str, where: str) -> Column:
+def alias_column(handle: Tree, name: str, expression: str, where: str) -> Column:
     """An alias as a column: its type is that of its value on the first entries."""
     sample = read_with_aliases(
         handle, [name], 0, min(64, handle.num_entries), {name: expression}, where
@@ -85,7 +89,7 @@ def scan(
 
 def aliases_by_file(
     groups: Mapping[int, Sequence[str]] | Sequence[str],
-    aliases: Mapping | None,
+    aliases: Aliases | None,
 ) -> dict[str, Mapping[str, str]]:
     """Each file's aliases: one ``{name: expression}`` for all, or ``{label: {...}}`` per label."""
     if not aliases:
@@ -93,15 +97,16 @@ def aliases_by_file(
     per_label = all(isinstance(key, int) for key in aliases)
     if not per_label:
         files = [p for ps in groups.values() for p in ps] if isinstance(groups, Mapping) else groups
-        return {path: dict(aliases) for path in files}
+        return {path: dict(cast("Mapping[str, str]", aliases)) for path in files}
+    by_label = cast("Mapping[int, Mapping[str, str]]", aliases)
     if not isinstance(groups, Mapping):
         msg = "aliases per label ({label: {name: expression}}) need {label: files} sources"
         raise ValueError(msg)
-    names = {label: set(definitions) for label, definitions in aliases.items()}
-    if len({frozenset(n) for n in names.values()}) > 1 or set(aliases) != set(groups):
+    names = {label: set(definitions) for label, definitions in by_label.items()}
+    if len({frozenset(n) for n in names.values()}) > 1 or set(by_label) != set(groups):
         msg = f"aliases per label must define the same names for every label: {names}"
         raise ValueError(msg)
-    return {path: dict(aliases[label]) for label, paths in groups.items() for path in paths}
+    return {path: dict(by_label[label]) for label, paths in groups.items() for path in paths}
 
 
 def _is_pattern(name: str) -> bool:
@@ -121,12 +126,14 @@ def _chosen(
     """Names picked from the first file, and the unsupported ones left out (with why)."""
     available = list(first.columns)
     excluded = [name for name in available if any(fnmatch.fnmatchcase(name, p) for p in exclude)]
+    picked: list[str]
+    skipped: dict[str, str]
     if branches is None:
         picked = [name for name in available if name not in excluded]
         skipped = _unsupported(first, picked)
         return [name for name in picked if name not in skipped], skipped
-    picked: list[str] = []
-    skipped: dict[str, str] = {}
+    picked = []
+    skipped = {}
     for pattern in branches:
         if not _is_pattern(pattern):
             matches = [pattern]  # checked in every file by _check_everywhere
@@ -152,7 +159,8 @@ def _chosen(
 
 def _unsupported(meta: FileMeta, names: Sequence[str]) -> dict[str, str]:
     """The names among ``names`` whose columns cannot be features, with why."""
-    return {n: meta.columns[n].problem for n in names if not meta.columns[n].supported}
+    # cast: an unsupported column has a problem (supported is ``problem is None``)
+    return {n: cast(str, meta.columns[n].problem) for n in names if not meta.columns[n].supported}
 
 
 def _listed(reasons: Mapping[str, str]) -> str:

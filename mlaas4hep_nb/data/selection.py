@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from .spec import FeatureSpec
@@ -37,7 +37,7 @@ class Selection:
     max_len: int | None = None
     cut: str | None = None
     spec: FeatureSpec | None = None
-    aliases: dict = field(default_factory=dict)
+    aliases: dict[Any, Any] = field(default_factory=dict)
     label: str | None = None
 
     def sources(self) -> dict[int, list[str]] | list[str]:
@@ -79,7 +79,8 @@ class Selection:
         if self.label is not None:
             where = f"{len(self.files)} file(s), each event's class = {self.label}"
         else:
-            classes = {label: len(paths) for label, paths in self.files.items() if paths}
+            by_class = cast("dict[int, list[str]]", self.files)  # no label: files by class
+            classes = {label: len(paths) for label, paths in by_class.items() if paths}
             if not classes:
                 return "no labelled files yet: assign classes in the Browser's Labels"
             where = "files per class " + ", ".join(f"{k}: {n}" for k, n in classes.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import hist
@@ -23,6 +24,9 @@ from .rootio import (
     tree_names,
 )
 from .scan import alias_column
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = [
     "BranchInfo",
@@ -49,7 +53,7 @@ class TreeInfo:
     entries: int
     files: int = 1
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -75,7 +79,7 @@ class BranchInfo:
         """``"flat"``, ``"jagged"`` or ``"fixed[n]"``."""
         return shape_name(self.jagged, self.fixed)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -171,7 +175,7 @@ def alias_info(path: str, tree: str, name: str, expression: str) -> BranchInfo:
     return _info(alias_column(open_tree(path, tree), name, expression, where))
 
 
-def _axis(values: np.ndarray, dtype: str, bins: int, name: str) -> hist.axis.AxisProtocol:
+def _axis(values: NDArray[np.float64], dtype: str, bins: int, name: str) -> hist.axis.AxisProtocol:
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
     if (dtype == "bool" or dtype.startswith(("int", "uint"))) and high - low < bins:
         return hist.axis.Integer(int(low), int(high) + 1, name=name, label=name)
@@ -202,7 +206,7 @@ def preview(
     branch: str,
     bins: int = 50,
     entry_stop: int | None = None,
-) -> hist.Hist:
+) -> hist.Hist[hist.storage.Double]:
     """A histogram of ``branch`` (jagged values flattened), reading only that branch.
 
     ``entry_stop`` limits the number of entries read, across files in order.

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .paths import user_cache_dir
 from .rootio import shape_name
@@ -94,7 +95,7 @@ class FeatureSpec:
         msg = f"no branch {name!r} in this FeatureSpec; it has {[b.name for b in self.branches]}"
         raise KeyError(msg)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "version": SPEC_VERSION,
             "tree": self.tree,
@@ -108,7 +109,7 @@ class FeatureSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> FeatureSpec:
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
         if data.get("version") != SPEC_VERSION:
             msg = f"FeatureSpec version {data.get('version')!r} is not {SPEC_VERSION}"
             raise ValueError(msg)
@@ -122,7 +123,7 @@ class FeatureSpec:
             fingerprint=data.get("fingerprint"),
         )
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -131,7 +132,7 @@ class FeatureSpec:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> FeatureSpec:
+    def load(cls, path: str | os.PathLike[str]) -> FeatureSpec:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def summary(self) -> str:

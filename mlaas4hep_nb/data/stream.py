@@ -6,9 +6,10 @@ import collections
 import contextlib
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -21,8 +22,15 @@ from .paths import PathLike, expand
 from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
 from .reader import Part, UnitReader
 from .rootio import one_line
-from .scan import DEFAULT_EXCLUDE, FileMeta, aliases_by_file, scan, select
+from .scan import DEFAULT_EXCLUDE, Aliases, FileMeta, aliases_by_file, scan, select
 from .spec import FeatureSpec
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from distributed import Client
+    from numpy.typing import NDArray
+
+    from .tf import Rows, StreamPyDataset
 
 __all__ = ["DataStream", "NonFiniteWarning"]
 
@@ -38,6 +46,14 @@ class NonFiniteWarning(UserWarning):
     """NaN or inf values were found, replaced by 0 and masked."""
 
 
+class _Pending(Protocol):
+    """A read in flight: a thread's or a Dask worker's future, or `_Finished`."""
+
+    def result(self) -> Part: ...
+
+    def cancel(self) -> bool: ...
+
+
 @dataclass
 class _Finished:
     """An already computed result with a Future's ``result``/``cancel`` (no reader threads)."""
@@ -51,7 +67,9 @@ class _Finished:
         return False
 
 
-def _groups_of(sources, label: str | None, redirector: str | None) -> list[tuple]:
+def _groups_of(
+    sources: Mapping[int, PathLike] | PathLike, label: str | None, redirector: str | None
+) -> list[tuple[int | None, list[str]]]:
     if isinstance(sources, Mapping):
         if label is not None:
             msg = "give either {label: files} sources or label='branch', not both"
@@ -109,7 +127,7 @@ class DataStream:
         tree: str = "Events",
         branches: Sequence[str] | None = None,
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
-        specs: FeatureSpec | str | os.PathLike | None = None,
+        specs: FeatureSpec | str | os.PathLike[str] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         shuffle: bool = True,
@@ -120,13 +138,13 @@ class DataStream:
         validation_fraction: float = 0.2,
         *,
         max_len: int | Mapping[str, int] | None = None,
-        aliases: Mapping | None = None,
+        aliases: Aliases | None = None,
         max_workers: int = 2,
-        client=None,
+        client: Client | None = None,
         prefetch: int | None = None,
         on_error: str = "raise",
         retries: int = 3,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
         redirector: str | None = None,
     ) -> None:
@@ -152,13 +170,15 @@ class DataStream:
         self.max_workers = max(0, int(max_workers))
         self.client = client
         self.on_error = on_error
-        self.report: dict = {"nonfinite": {}, "skipped": {}}
+        self.report: dict[str, dict[str, Any]] = {"nonfinite": {}, "skipped": {}}
         #: entries read per file in the current pass: path -> (done, total)
         self.file_progress: dict[str, tuple[int, int]] = {}
 
         groups = _groups_of(sources, label, redirector)
         all_files = [path for _, paths in groups for path in paths]
-        aliases_of = aliases_by_file(dict(groups) if label is None else all_files, aliases)
+        # without label= every group has its int label
+        by_label = cast("dict[int, list[str]]", dict(groups)) if label is None else all_files
+        aliases_of = aliases_by_file(by_label, aliases)
         skipped = self.report["skipped"] if on_error == "skip" else None
         metas = {m.path: m for m in scan(all_files, tree, aliases_of, skipped=skipped)}
         groups = [(key, [p for p in paths if p in metas]) for key, paths in groups]
@@ -178,7 +198,7 @@ class DataStream:
         if label is not None:
             self._check_label(list(metas.values()))
             exclude = (*exclude, label)
-        by_label = dict(groups) if label is None else self.files
+        by_label = cast("dict[int, list[str]]", dict(groups)) if label is None else self.files
         self.spec = self._spec(
             specs, list(metas.values()), by_label, branches, exclude, max_len, aliases, progress
         )
@@ -215,15 +235,23 @@ class DataStream:
         if prefetch is None:
             prefetch = 2 * len(client.scheduler_info()["workers"]) if client else max_workers + 1
         self.prefetch = max(1, int(prefetch))
-        self._passes: collections.Counter = collections.Counter()
+        self._passes: collections.Counter[str | None] = collections.Counter()
         self._pool: ThreadPoolExecutor | None = None
         self._warned = False
-        self._counts: dict = {}
+        self._counts: dict[str | None, int] = {}
 
     # --- setup -------------------------------------------------------------------------
 
     def _spec(
-        self, specs, metas: list[FileMeta], by_label, branches, exclude, max_len, aliases, progress
+        self,
+        specs: FeatureSpec | str | os.PathLike[str] | None,
+        metas: list[FileMeta],
+        by_label: dict[int, list[str]] | list[str],
+        branches: Sequence[str] | None,
+        exclude: Sequence[str],
+        max_len: int | Mapping[str, int] | None,
+        aliases: Aliases | None,
+        progress: bool,
     ) -> FeatureSpec:
         if specs is None:
             return compute_specs(
@@ -256,7 +284,7 @@ class DataStream:
 
     def _check_label(self, metas: list[FileMeta]) -> None:
         for meta in metas:
-            column = meta.columns.get(self.label)
+            column = meta.columns.get(cast(str, self.label))  # called with label= only
             if column is None:
                 msg = f"label branch {self.label!r} missing in {meta.path} (tree {self.tree!r})"
                 raise SchemaError(msg)
@@ -264,13 +292,14 @@ class DataStream:
                 msg = f"label branch {self.label!r} in {meta.path} must be one number per event"
                 raise SchemaError(msg)
 
-    def _whole_file(self, path: str, names: list[str]) -> tuple[dict, np.ndarray]:
+    def _whole_file(self, path: str, names: list[str]) -> tuple[dict[str, Any], NDArray[np.int64]]:
         """Columns ``names`` of a whole file and the entry numbers passing the cut."""
         return self._reader.passing(path, names, 0, self._entries[path], self._cut_names)
 
-    def _label_values(self, path: str) -> np.ndarray:
-        arrays, _ = self._whole_file(path, [self.label])
-        values = np.asarray(arrays[self.label])
+    def _label_values(self, path: str) -> NDArray[Any]:
+        label = cast(str, self.label)  # called with label= only
+        arrays, _ = self._whole_file(path, [label])
+        values = np.asarray(arrays[label])
         if values.size and (np.any(values < 0) or np.any(values != np.round(values))):
             msg = f"label branch {self.label!r} in {path} holds values that are not 0..K-1"
             raise SchemaError(msg)
@@ -278,7 +307,7 @@ class DataStream:
 
     def _classes(self) -> list[int]:
         if self.label is None:
-            return [group.label for group in self.groups]
+            return cast("list[int]", [group.label for group in self.groups])  # all labelled
         seen = np.unique(np.concatenate(list(map_ordered(self._label_values, self.files))))
         return list(range(int(seen.max()) + 1)) if seen.size else [0]
 
@@ -315,7 +344,7 @@ class DataStream:
 
     # --- reading -----------------------------------------------------------------------
 
-    def _unit_orders(self, shuffle_seed) -> list[list[Unit]]:
+    def _unit_orders(self, shuffle_seed: tuple[int, int] | None) -> list[list[Unit]]:
         orders = []
         for g, units in enumerate(self._units):
             if shuffle_seed is not None:
@@ -325,7 +354,11 @@ class DataStream:
         return orders
 
     def _assemble(
-        self, pieces: list[tuple[Part, Slice]], index: int, shuffle_seed, partition: bool
+        self,
+        pieces: list[tuple[Part, Slice]],
+        index: int,
+        shuffle_seed: tuple[int, int] | None,
+        partition: bool,
     ) -> Part:
         """Cut each unit to its slice and join them, scattering rows to their places.
 
@@ -369,7 +402,7 @@ class DataStream:
             done += hi - lo
         return chunk
 
-    def _submit(self, unit: Unit):
+    def _submit(self, unit: Unit) -> _Pending:
         if self.client is not None:
             return self.client.submit(self._reader, unit, pure=False)
         if self.max_workers == 0:
@@ -378,7 +411,7 @@ class DataStream:
             self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="mlaas4hep-read")
         return self._pool.submit(self._reader, unit)
 
-    def _result(self, future, unit: Unit) -> Part:
+    def _result(self, future: _Pending, unit: Unit) -> Part:
         """The unit's rows; a file that stays unreachable raises or, with skip, gives none."""
         try:
             return future.result()
@@ -396,14 +429,14 @@ class DataStream:
             )
             raise RuntimeError(msg) from err
 
-    def _produce(self, shuffle_seed, partition: bool) -> Iterator[Part]:
+    def _produce(self, shuffle_seed: tuple[int, int] | None, partition: bool) -> Iterator[Part]:
         """Chunks in order, reading units ahead (threads or Dask) with bounded read-ahead."""
         orders = self._unit_orders(shuffle_seed)
         chunks = layout(orders, self.n_chunks)
         needed = list(dict.fromkeys((g, s.unit) for chunk in chunks for g, s in chunk))
         position = {key: i for i, key in enumerate(needed)}
         last_use = {(g, s.unit): k for k, chunk in enumerate(chunks) for g, s in chunk}
-        pending: dict[tuple[int, int], Future | _Finished] = {}
+        pending: dict[tuple[int, int], _Pending] = {}
         results: dict[tuple[int, int], Part] = {}
         submitted = 0
         self.file_progress = {
@@ -459,7 +492,7 @@ class DataStream:
         NaN/inf are counted in the rows of ``counted`` (None: all rows), into
         ``report["nonfinite"]``, which holds the counts of the latest pass.
         """
-        shuffle_seed = None
+        shuffle_seed: tuple[int, int] | None = None
         if self.shuffle and split != "validation":
             shuffle_seed = (self.seed, self._passes[split])
             self._passes[split] += 1
@@ -470,9 +503,7 @@ class DataStream:
             self._note_nonfinite(counts, chunk, _rows(counted, n_train))
             yield chunk, n_train
 
-    def chunks(
-        self, split: str | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def chunks(self, split: str | None = None) -> Generator[Rows, None, None]:
         """Yield ``(X, mask, y)`` chunks over the events of ``split``.
 
         ``split`` is ``"train"``, ``"validation"`` or None (every event). Each
@@ -488,7 +519,7 @@ class DataStream:
             if split is None or len(chunk.y[rows]):
                 yield chunk.x[rows], chunk.mask[rows], chunk.y[rows]
 
-    def split_chunks(self) -> Iterator[tuple[tuple, tuple]]:
+    def split_chunks(self) -> Generator[tuple[Rows, Rows], None, None]:
         """Yield ``((X, mask, y) of train, (X, mask, y) of validation)`` per chunk.
 
         One read serves both splits: training can validate on rows it already
@@ -502,10 +533,10 @@ class DataStream:
 
     def batches(
         self, split: str | None = None, batch_size: int | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    ) -> Generator[Rows, None, None]:
         """Yield ``(X, mask, y)`` batches of ``batch_size`` events (the last may be short)."""
         size = batch_size or self.batch_size
-        held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        held: list[Rows] = []
         held_n = 0
         for x, mask, y in self.chunks(split):
             if held:
@@ -515,7 +546,9 @@ class DataStream:
                 x, mask, y = x[need:], mask[need:], y[need:]
                 if held_n < size:
                     continue
-                yield tuple(np.concatenate(parts) for parts in zip(*held, strict=True))
+                yield cast(
+                    "Rows", tuple(np.concatenate(parts) for parts in zip(*held, strict=True))
+                )
                 held, held_n = [], 0
             full = len(y) - len(y) % size
             for start in range(0, full, size):
@@ -523,7 +556,7 @@ class DataStream:
             if full < len(y):
                 held, held_n = [(x[full:], mask[full:], y[full:])], len(y) - full
         if held:
-            yield tuple(np.concatenate(parts) for parts in zip(*held, strict=True))
+            yield cast("Rows", tuple(np.concatenate(parts) for parts in zip(*held, strict=True)))
 
     def head(self, n: int, split: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The first ``n`` events of ``split`` as ``(X, mask, y)`` (fewer if it has fewer).
@@ -554,19 +587,21 @@ class DataStream:
             self._counts = {"train": total - validation, "validation": validation, None: total}
         return self._counts[split]
 
-    def _file_split(self, path: str) -> np.ndarray:
+    def _file_split(self, path: str) -> NDArray[np.bool_]:
         _, entries = self._whole_file(path, [])
         return validation_mask(file_key(path), entries, self.seed, self.validation_fraction)
 
     # --- adapters ----------------------------------------------------------------------
 
-    def to_tf_dataset(self, split: str | None = "train", with_mask: bool = False):
+    def to_tf_dataset(
+        self, split: str | None = "train", with_mask: bool = False
+    ) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of ``(X, y)`` batches (``((X, mask), y)`` with ``with_mask``)."""
         from .tf import to_tf_dataset
 
         return to_tf_dataset(self, split, with_mask)
 
-    def to_keras(self, split: str | None = "train", with_mask: bool = False):
+    def to_keras(self, split: str | None = "train", with_mask: bool = False) -> StreamPyDataset:
         """A ``keras.utils.PyDataset`` over ``split``; fit it with ``shuffle=False``."""
         from .tf import StreamPyDataset
 

@@ -16,10 +16,12 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 import tensorflow as tf
+from numpy.typing import NDArray
 
 __all__ = ["Batches", "Encoding", "Plain", "StreamPyDataset", "chunk_dataset", "to_tf_dataset"]
 
-Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: ``(X, mask, y)``: features, which of them are real (not padding or NaN), labels
+Rows = tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.float32]]
 
 
 def __dir__() -> list[str]:
@@ -29,8 +31,10 @@ def __dir__() -> list[str]:
 class Batches(Protocol):
     """What the adapters need of a stream (`DataStream` is one)."""
 
-    n_features: int
     batch_size: int
+
+    @property
+    def n_features(self) -> int: ...
 
     def chunks(self, split: str | None = None) -> Iterator[Rows]: ...
 
@@ -44,7 +48,9 @@ class Encoding(Protocol):
 
     signature: Any
 
-    def __call__(self, x: np.ndarray, mask: np.ndarray, y: np.ndarray) -> Any: ...
+    def __call__(
+        self, x: NDArray[np.float32], mask: NDArray[np.bool_], y: NDArray[np.float32]
+    ) -> Any: ...
 
 
 class Plain:
@@ -56,7 +62,9 @@ class Plain:
         inputs = (x_spec, tf.TensorSpec([None, n_features], tf.bool)) if with_mask else x_spec
         self.signature = (inputs, tf.TensorSpec([None], tf.float32))
 
-    def __call__(self, x: np.ndarray, mask: np.ndarray, y: np.ndarray) -> Any:
+    def __call__(
+        self, x: NDArray[np.float32], mask: NDArray[np.bool_], y: NDArray[np.float32]
+    ) -> Any:
         return ((x, mask), y) if self.with_mask else (x, y)
 
 
@@ -73,7 +81,7 @@ def chunk_dataset(
     so that Keras can size its epoch and progress bar.
     """
 
-    def generate():
+    def generate() -> Iterator[Any]:
         for x, mask, y in chunks():
             if len(y):
                 yield encoding(x, mask, y)
@@ -94,7 +102,7 @@ def to_tf_dataset(stream: Batches, split: str | None, with_mask: bool = False) -
     return chunk_dataset(lambda: stream.chunks(split), None, stream.batch_size, encoding)
 
 
-class StreamPyDataset(keras.utils.PyDataset):
+class StreamPyDataset(keras.utils.PyDataset):  # type: ignore[misc]  # keras has no types
     """Batches of a stream's split in order; the stream shuffles, so fit with shuffle=False."""
 
     def __init__(self, stream: Batches, split: str | None, with_mask: bool = False) -> None:

@@ -8,6 +8,10 @@ Open Data files are streamed (read by byte ranges over ``https://`` or
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["REGISTRY", "SKHEP_TESTDATA", "Dataset"]
 
@@ -55,7 +59,7 @@ class Dataset:
         return {**asdict(self), "streamed": self.streamed}
 
 
-def _testdata(*fields) -> Dataset:
+def _testdata(*fields: Unpack[tuple[str, str, str, str, int, int, str]]) -> Dataset:
     """A scikit-hep-testdata file: name, filename, description, tree, entries, size, sha256."""
     return Dataset(*fields, url=f"{SKHEP_TESTDATA}/{fields[1]}")
 

@@ -66,7 +66,7 @@ class ProgressBar(keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.bar = None
+        self.bar: tqdm | None = None
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         total = self.params.get("epochs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 import numpy as np
 import tensorflow as tf
@@ -66,7 +66,7 @@ class RowBuffer:
         self.rows = 0
         self.nbytes = 0
         self._parts: list[Rows] = []
-        self._file = None
+        self._file: IO[bytes] | None = None
         self._lock = threading.Lock()
 
     def append(self, x: np.ndarray, mask: np.ndarray, y: np.ndarray) -> None:
@@ -81,7 +81,7 @@ class RowBuffer:
             self.rows += len(y)
             self.nbytes += size
 
-    def _spill(self, arrays: tuple[np.ndarray, ...]) -> Rows:
+    def _spill(self, arrays: Rows) -> Rows:
         if self._file is None:
             # closed in close(); an anonymous file, gone when closed or at exit
             self._file = tempfile.TemporaryFile(prefix="mlaas4hep-validation-")  # noqa: SIM115
@@ -92,7 +92,7 @@ class RowBuffer:
             self._file.write(array.tobytes())
             self._file.flush()
             mapped.append(np.memmap(self._file, array.dtype, "r", offset=offset, shape=array.shape))
-        return tuple(mapped)
+        return cast("Rows", tuple(mapped))
 
     def parts(self) -> list[Rows]:
         """The parts appended so far (a snapshot: later appends do not change it)."""

@@ -142,6 +142,7 @@ def resolve_model(model: Any, n_features: int, n_classes: int) -> keras.Model:
         return default_model(n_features, n_classes)
     if isinstance(model, keras.Model):
         return model
+    source: str | None
     if isinstance(model, (str, os.PathLike)):
         if str(model).endswith(".keras"):
             return keras.saving.load_model(model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import keras
 
@@ -26,7 +27,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self.min_interval = min_interval
         self._last = float("-inf")
         self._epoch = 0
-        self._first_epoch = 0
+        self._first_epoch: int | None = 0  # None from on_train_begin to the first epoch
 
     def on_train_begin(self, logs=None) -> None:
         self._first_epoch = None
@@ -43,16 +44,16 @@ class TrainingProgress(keras.callbacks.Callback):
         self._last = now
         epochs = self.params.get("epochs", self._epoch + 1)
         steps = self.params.get("steps") or batch + 1
-        run = epochs - self._first_epoch
-        done = (self._epoch - self._first_epoch + (batch + 1) / steps) / max(run, 1)
+        first = cast(int, self._first_epoch)  # on_epoch_begin set it before any batch
+        run = epochs - first
+        done = (self._epoch - first + (batch + 1) / steps) / max(run, 1)
         loss = f", loss {float(logs['loss']):.4f}" if logs and "loss" in logs else ""
         self.report(f"epoch {self._epoch + 1}/{epochs}: batch {batch + 1}/{steps}{loss}", done)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
         epochs = self.params.get("epochs", epoch + 1)
-        run = epochs - self._first_epoch
+        first = cast(int, self._first_epoch)  # on_epoch_begin set it
+        run = epochs - first
         auc = f", val AUC {float(logs['val_auc']):.4f}" if "val_auc" in logs else ""
-        self.report(
-            f"epoch {epoch + 1}/{epochs} done{auc}", (epoch + 1 - self._first_epoch) / max(run, 1)
-        )
+        self.report(f"epoch {epoch + 1}/{epochs} done{auc}", (epoch + 1 - first) / max(run, 1))

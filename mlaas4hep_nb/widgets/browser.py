@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ipywidgets as w
 
@@ -26,6 +26,7 @@ from .labels import LabelEditor
 
 if TYPE_CHECKING:
     import hist
+    from distributed import Client
 
     from ..data.sources import BranchInfo, Catalog, TreeInfo
     from ..data.spec import FeatureSpec
@@ -149,7 +150,7 @@ class Browser:
         cut: str | None = None,
         preview_entries: int = 100_000,
         page_size: int = 30,
-        client: Any = None,
+        client: Client | None = None,
     ) -> None:
         self.client = client
         self.preview_entries = preview_entries
@@ -300,7 +301,7 @@ class Browser:
 
     def open(self, path: Any, wait: bool = False) -> None:
         """Open files (path, URL, glob or a list): list trees, and the first tree's branches."""
-        items = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        items: list[Any] = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         items = [os.fspath(item) for item in items]
         shown = " ".join(items)
         if self.path_box.value != shown:
@@ -628,7 +629,8 @@ class Browser:
         files = [f for f in self.files_opened if self.catalog and self.catalog.count(branch, [f])]
 
         def work() -> hist.Hist:
-            return preview(files, tree, branch, entry_stop=self.preview_entries)
+            # tree is None only while no catalog is loaded, and then files is empty
+            return preview(files, cast(str, tree), branch, entry_stop=self.preview_entries)
 
         def done(histogram: hist.Hist) -> str:
             self.histogram, self.previewed = histogram, branch

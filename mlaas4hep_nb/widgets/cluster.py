@@ -5,6 +5,10 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["cluster_html", "file_progress_html"]
 
@@ -15,11 +19,12 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def cluster_html(client=None, threads: int = 2) -> str:
+def cluster_html(client: Client | None = None, threads: int = 2) -> str:
     """One line: a Dask cluster with its dashboard link and workers, or the local threads."""
     if client is None:
         return f"<b>Runs on:</b> this kernel ({threads} reader threads)"
     link = getattr(client, "dashboard_link", None)
+    workers: int | str
     try:
         workers = len(client.scheduler_info()["workers"])
     except Exception:  # a cluster that went away still gets described

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import inspect
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ipywidgets as w
 
@@ -269,10 +269,11 @@ class TrainingPanel:
         def report(text: str, fraction: float) -> None:
             if self._stop_asked:
                 # a Stop pressed while fit was starting up still ends it
-                self.trainer.stop()
+                cast("Trainer", self.trainer).stop()  # reports come from its fit
             else:
                 self.status.busy(text, fraction)
-                self.files_box.value = file_progress_html(self.stream.file_progress)
+                stream = cast("DataStream", self.stream)  # made before the Trainer
+                self.files_box.value = file_progress_html(stream.file_progress)
 
         def work() -> dict:
             from ..train.trainer import Trainer
@@ -305,7 +306,7 @@ class TrainingPanel:
         def done(result: dict) -> str:
             if not result:
                 return "stopped before training began"
-            epochs = len(self.history.get("loss", []))
+            epochs = len(cast(dict, self.history).get("loss", []))  # set by a fit that ran
             stopped = " (stopped early)" if self._stop_asked else ""
             return f"trained {epochs} epoch(s){stopped}: validation AUC {result['auc']:.4f}"
 
