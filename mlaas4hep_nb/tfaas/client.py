@@ -129,9 +129,9 @@ class TFaaSClient:
         url: str,
         token: str | None = None,
         timeout: float = 30,
-        cert: str | os.PathLike | None = None,
-        key: str | os.PathLike | None = None,
-        verify: bool | str | os.PathLike = True,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
+        verify: bool | str | os.PathLike[str] = True,
         *,
         retries: int = 3,
         backoff: float = 0.2,
@@ -212,7 +212,7 @@ class TFaaSClient:
 
     # --- the server --------------------------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """The server's ``/status``: uptime, request counts and, on this server, its models."""
         return self._json("GET", "/status")
 
@@ -232,7 +232,7 @@ class TFaaSClient:
         """The names of the served models."""
         return [params["name"] for params in self._json("GET", "/models") or []]
 
-    def params(self, name: str) -> dict:
+    def params(self, name: str) -> dict[str, Any]:
         """The ``params.json`` of the model ``name`` (404 TFaaSError if there is none)."""
         if not self.is_upstream():
             return self._json("GET", f"/params/{check_name(name)}")
