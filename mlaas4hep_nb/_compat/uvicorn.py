@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-
 from types import ModuleType
 from typing import Any
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -81,7 +81,8 @@ def _unreachable(server: str, error: requests.RequestException, timeout: float) 
     elif isinstance(error, requests.exceptions.SSLError):
         why = f"TLS error: {system.strerror if system is not None else causes[-1]}"
     elif system is not None:
-        why = system.strerror[0].lower() + system.strerror[1:]
+        strerror = cast(str, system.strerror)  # system was picked for a non-empty one
+        why = strerror[0].lower() + strerror[1:]
     else:
         why = str(causes[-1])
     return f"cannot reach {server}: {why}"
@@ -128,9 +129,9 @@ class TFaaSClient:
         url: str,
         token: str | None = None,
         timeout: float = 30,
-        cert: str | os.PathLike | None = None,
-        key: str | os.PathLike | None = None,
-        verify: bool | str | os.PathLike = True,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
+        verify: bool | str | os.PathLike[str] = True,
         *,
         retries: int = 3,
         backoff: float = 0.2,
@@ -211,7 +212,7 @@ class TFaaSClient:
 
     # --- the server --------------------------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """The server's ``/status``: uptime, request counts and, on this server, its models."""
         return self._json("GET", "/status")
 
@@ -231,7 +232,7 @@ class TFaaSClient:
         """The names of the served models."""
         return [params["name"] for params in self._json("GET", "/models") or []]
 
-    def params(self, name: str) -> dict:
+    def params(self, name: str) -> dict[str, Any]:
         """The ``params.json`` of the model ``name`` (404 TFaaSError if there is none)."""
         if not self.is_upstream():
             return self._json("GET", f"/params/{check_name(name)}")
@@ -337,7 +338,7 @@ class TFaaSClient:
             chunks = [(row, True) for row in rows]
         else:
             chunks = [(rows[i : i + batch_size], False) for i in range(0, len(rows), batch_size)]
-        out = []
+        out: list[Any] = []
         for values, one_row in chunks:
             answer = self._post_json("/json", {"keys": keys, "values": values, "model": name})
             out.extend([answer] if one_row else answer)

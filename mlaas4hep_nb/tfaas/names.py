@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 __all__ = ["MAX_NAME_LENGTH", "SERVER_NAME", "check_name", "valid_name"]
 
@@ -14,7 +15,7 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def valid_name(name: object) -> bool:
+def valid_name(name: object) -> TypeGuard[str]:
     """True for names of ``[A-Za-z0-9_.-]`` that do not start with a dot."""
     return (
         isinstance(name, str)
@@ -32,7 +33,7 @@ def check_name(name: object) -> str:
             "A-Z a-z 0-9 _ . - not starting with a dot"
         )
         raise ValueError(msg)
-    return name  # type: ignore[return-value]
+    return name
 
 
 SERVER_NAME = "mlaas4hep_nb"

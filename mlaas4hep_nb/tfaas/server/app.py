@@ -21,7 +21,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
@@ -41,6 +41,9 @@ from .openapi import openapi_schema
 from .payload import as_rows, check_width, decode_json
 from .registry import ModelRegistry
 from .upload import stage_form, stage_tarball
+
+if TYPE_CHECKING:
+    from starlette.types import ExceptionHandler
 
 __all__ = ["DEFAULT_MAX_UPLOAD", "SERVER_NAME", "TFaaSApp", "app_from_env", "create_app"]
 
@@ -152,9 +155,10 @@ class TFaaSApp:
         self.post_requests = 0
         self.router = Starlette(
             routes=self._routes(),
+            # Starlette passes each handler the exceptions of the class it is registered for
             exception_handlers={
-                RequestError: self._request_error,
-                HTTPException: self._http_error,
+                RequestError: cast("ExceptionHandler", self._request_error),
+                HTTPException: cast("ExceptionHandler", self._http_error),
                 Exception: self._server_error,
             },
             lifespan=self._lifespan,
@@ -171,8 +175,12 @@ class TFaaSApp:
             self.get_requests += 1
         elif method == "POST":
             self.post_requests += 1
-        needs_token = self.token is not None and self._needs_token(method, path)
-        if needs_token and not self._authorized(scope):
+        token = self.token
+        if (
+            token is not None
+            and self._needs_token(method, path)
+            and not self._authorized(scope, token)
+        ):
             await _send(
                 send,
                 401,
@@ -190,10 +198,10 @@ class TFaaSApp:
             return path not in _OPEN_PATHS
         return method == "DELETE" or (method == "POST" and path in _GUARDED_POSTS)
 
-    def _authorized(self, scope) -> bool:
+    def _authorized(self, scope, token: bytes) -> bool:
         for key, value in scope["headers"]:
             if key == b"authorization":
-                return hmac.compare_digest(value, b"Bearer " + self.token)
+                return hmac.compare_digest(value, b"Bearer " + token)
         return False
 
     @contextlib.asynccontextmanager
@@ -216,7 +224,8 @@ class TFaaSApp:
     async def _sync_loop(self) -> None:
         # other worker processes share the model dir: pick up their uploads and deletes
         while True:
-            await asyncio.sleep(self.sync_interval)
+            # _lifespan starts this loop only when sync_interval is set
+            await asyncio.sleep(cast(float, self.sync_interval))
             try:
                 if await run_in_threadpool(self.registry.refresh):
                     self._settle()
@@ -264,12 +273,13 @@ class TFaaSApp:
         try:
             request = decode_json(await _receive_body(receive, self.max_upload))
             model = self.registry.get(request.model)
-            if request.events is not None:
-                out = await self._predict_events(model, request.events)
-            else:
-                check_width(request.x, model.n_features, model.name)
-                y = await self._batcher(model)(request.x)
+            x = request.x  # None for raw events: decode_json sets either x or events
+            if x is not None:
+                check_width(x, model.n_features, model.name)
+                y = await self._batcher(model)(x)
                 out = y if request.batched else y[0]
+            else:
+                out = await self._predict_events(model, request.events)
             status, body = 200, orjson.dumps(out, option=_NUMPY)
         except RequestError as err:
             status, body = err.status, _error_body(err.message)
@@ -280,7 +290,8 @@ class TFaaSApp:
             status, body = 500, _error_body(f"internal server error: {type(err).__name__}")
         await _send(send, status, body)
 
-    async def _predict_events(self, model: ServedModel, events: list) -> np.ndarray:
+    async def _predict_events(self, model: ServedModel, events: object) -> np.ndarray:
+        # events: checked by model.convert (a 400 unless a non-empty list)
         def run() -> np.ndarray:
             return model.predict_masked(*model.convert(events))
 

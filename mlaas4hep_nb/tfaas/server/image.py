@@ -109,7 +109,7 @@ def classify(model: ServedModel, data: bytes, filename: str) -> np.ndarray | dic
                 f"model {model.name!r} takes images of {model.image_shape[-1]} channels, "
                 f"but its {PARAMS_FILE} says img_channels {channels}",
             )
-        x = image_tensor(data, channels, tuple(model.image_shape[:2]))
+        x = image_tensor(data, channels, model.image_shape[:2])
     else:
         x = image_tensor(data, channels)
         if model.n_features not in (None, x.size):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from ..errors import RequestError
 from .params_schema import ParamsError, check_params
 
 if TYPE_CHECKING:
+    from ...data.convert import Converter
     from .signatures import Signature
 
 __all__ = ["BundleError", "ServedModel", "find_saved_model"]
@@ -79,8 +80,9 @@ class ServedModel:
             what = "frozen graph" if self.frozen_graph is not None else "SavedModel"
             msg = f"bundle {self.name!r} has no loadable {what}: {type(err).__name__}: {err}"
             raise BundleError(msg) from None
-        op = self.params.get("op")
-        default = signatures.get(op) or signatures.get("serving_default")
+        op = self.params.get("op")  # a string or None (check_params)
+        named = signatures.get(op) if op is not None else None
+        default = named or signatures.get("serving_default")
         if default is None:
             msg = f"the SavedModel of {self.name!r} has no serving_default signature"
             raise BundleError(msg)
@@ -98,20 +100,24 @@ class ServedModel:
             )
             raise BundleError(msg)
         # an image model: /image feeds it [1, height, width, channels], /json flat rows
-        self.image_shape = tensor.shape[1:] if len(tensor.shape) == 4 else None
+        self.image_shape: tuple[int | None, int | None, int | None] | None = (
+            tensor.shape[1:] if len(tensor.shape) == 4 else None
+        )
         self.output_name = default.select(self.params.get("output_name"))
         self._default = default
         features = self.params.get("features")
         width = tensor.shape[1] if self.image_shape is None else None
         if self.image_shape is not None and None not in self.image_shape:
-            width = int(np.prod(self.image_shape))
-            self.predict = self._predict_images  # the row models' predict stays as it is
+            self._image_dims = cast("tuple[int, int, int]", self.image_shape)  # no None in it
+            width = int(np.prod(self._image_dims))
+            # the row models' predict stays as it is: no per-call branch
+            self.predict = self._predict_images  # type: ignore[method-assign]
         self.n_features: int | None = (
             width if width is not None else len(features) if isinstance(features, list) else None
         )
         self._masked = self._mask_signature(signatures.get(MASK_SIGNATURE))
         self.spec = self._read_spec()
-        self._converter = None
+        self._converter: Converter | None = None
 
     def _read_labels(self) -> list[str]:
         labels = self.path / str(self.params.get("labels") or LABELS_FILE)
@@ -155,7 +161,7 @@ class ServedModel:
 
     def _predict_images(self, x: np.ndarray) -> np.ndarray:
         """`predict` for a model of fixed-size images: rows of ``h * w * c`` pixels, or images."""
-        return self._default(**{self.input_name: x.reshape(-1, *self.image_shape)})
+        return self._default(**{self.input_name: x.reshape(-1, *self._image_dims)})
 
     def predict_masked(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Outputs through ``serving_with_mask`` when the bundle has it, else serving_default."""

@@ -23,7 +23,7 @@ _ERROR = {
         }
     },
 }
-_JSON = {"application/json": {"schema": {}}}
+_JSON: dict[str, Any] = {"application/json": {"schema": {}}}
 _ROW = {"type": "array", "items": {"type": "number"}}
 _NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}
 _NAME_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": _NAME}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypeGuard
 
 from ...data.convert import NORMALIZATIONS
 
@@ -36,7 +37,7 @@ class ParamsError(ValueError):
     """A ``params.json`` that breaks the schema; the message names the key."""
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int
 
 

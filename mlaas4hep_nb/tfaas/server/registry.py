@@ -65,7 +65,9 @@ class ModelRegistry:
         self.root = Path(model_dir).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._models: dict[str, ServedModel] = {}
-        self._stamps: dict[str, _Stamp] = {}  # of each served model's folder when loaded
+        # of each served model's folder when loaded; None if the folder was gone when install
+        # stamped it (refresh then drops the model, or reloads a folder found there again)
+        self._stamps: dict[str, _Stamp | None] = {}
         self._skipped: dict[str, tuple[_Stamp, str]] = {}  # folders that failed, and why
         self._lock = threading.Lock()
         self.default: str | None = None

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -79,7 +80,8 @@ class Signature:
 
         feeds = [np.asarray(arrays[name], dtype=self.inputs[name].dtype) for name in self._order]
         try:
-            out = np.asarray(self._call(*feeds))
+            # select() set _call; the None before it would fail here as a TypeError
+            out = np.asarray(self._call(*feeds))  # type: ignore[misc]
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as err:
             message = str(err).strip().splitlines()[0][:300]
             raise RequestError(400, f"the model rejected the input: {message}") from None
@@ -190,7 +192,10 @@ def _probe(signatures: dict[str, Signature]) -> None:
         ):
             continue
         call = signature.bound(sorted(signature.outputs)[0])
-        call(*[np.zeros((1, *t.shape[1:]), dtype=t.dtype) for t in tensors])
+        # t.shape[1:] holds no None: such signatures were skipped above
+        call(
+            *[np.zeros((1, *cast("tuple[int, ...]", t.shape[1:])), dtype=t.dtype) for t in tensors]
+        )
         return
 
 

@@ -38,9 +38,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from ..names import valid_name
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows: no flock; one process per model dir there
