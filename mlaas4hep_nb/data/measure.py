@@ -20,7 +20,7 @@ from .expressions import cut_symbols
 from .parallel import map_ordered
 from .paths import PathLike, expand, file_identity
 from .progress import progress_bar
-from .reader import read_passing
+from .reader import close_file, read_passing
 from .rootio import Column
 from .scan import (
     DEFAULT_EXCLUDE,
@@ -121,18 +121,23 @@ def file_partial(
     names = [column.name for column in selected]
     cut_names = cut_symbols(cut, list(meta.columns), where) if cut else []
     partial: dict[str, Any] = {"events": 0, "branches": {}}
-    for start in range(0, meta.entries, step):
-        stop = min(start + step, meta.entries)
-        arrays, entries = read_passing(
-            meta.path, tree, names, start, stop, cut=cut, cut_names=cut_names, aliases=aliases
-        )
-        partial["events"] += len(entries)
-        for column in selected:
-            part = _column_partial(column, arrays[column.name], caps[column.name])
-            seen = partial["branches"].get(column.name)
-            partial["branches"][column.name] = part if seen is None else _merge(seen, part)
-        if on_progress is not None:
-            on_progress(stop - start)
+    try:
+        for start in range(0, meta.entries, step):
+            stop = min(start + step, meta.entries)
+            arrays, entries = read_passing(
+                meta.path, tree, names, start, stop, cut=cut, cut_names=cut_names, aliases=aliases
+            )
+            partial["events"] += len(entries)
+            for column in selected:
+                part = _column_partial(column, arrays[column.name], caps[column.name])
+                seen = partial["branches"].get(column.name)
+                partial["branches"][column.name] = part if seen is None else _merge(seen, part)
+            if on_progress is not None:
+                on_progress(stop - start)
+    finally:
+        # the pass keeps no file open: a Dask worker's thread would hold it for the
+        # stream's reads (a file replaced or removed meanwhile would go unnoticed)
+        close_file(meta.path)
     return partial
 
 

@@ -28,7 +28,7 @@ from .spec import FeatureSpec
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["Part", "UnitReader", "read_passing", "with_retries"]
+__all__ = ["Part", "UnitReader", "close_file", "read_passing", "with_retries"]
 
 _OPEN_FILES_PER_THREAD = 8
 
@@ -93,6 +93,11 @@ class _OpenTrees(threading.local):
 
 
 _OPEN_TREES = _OpenTrees()
+
+
+def close_file(path: str) -> None:
+    """Drop this thread's open handles of ``path`` (the next read opens it again)."""
+    _OPEN_TREES.drop(path)
 
 
 def with_retries(
