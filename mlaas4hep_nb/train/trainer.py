@@ -189,11 +189,11 @@ class Trainer:
 
     def _validation_dataset(self):
         rows = self._validation_rows
-        parts = rows.parts() if rows is not None else []
-        n = sum(len(y) for _, _, y in parts)
-        if n == 0:
+        if rows is None or rows.rows == 0:
             return None
-        return chunk_dataset(lambda: iter(parts), n, self.batch_size, self.encoder)
+        # the dataset holds the RowBuffer, never its arrays: TensorFlow keeps the generator
+        # functions of its datasets alive, and the rows are freed when the buffer is closed
+        return chunk_dataset(lambda: iter(rows.parts()), rows.rows, self.batch_size, self.encoder)
 
     def fit(self, live_plot: bool | LivePlot = True, progress: bool = True):
         """Train for ``epochs`` epochs; validate on ``"validation"`` after each.
@@ -239,6 +239,10 @@ class Trainer:
             if self._feed_error is not None:
                 raise self._feed_error from err
             raise
+        finally:
+            if self._validation_rows is not None:
+                self._validation_rows.close()  # the last epoch's rows, validated already
+                self._validation_rows = None
         self.epoch += len(history.epoch)
         self.history = history
         return history
