@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,16 +103,21 @@ def test_every_import_points_down_the_layers():
     assert not upward, "\n".join(upward)
 
 
+def _in_fresh_python(code: str, *args: str) -> Any:
+    """What ``code`` prints as its last line, as JSON, run by a fresh interpreter."""
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(run.stdout.splitlines()[-1])
+
+
 def _loaded_after_importing(modules: list[str]) -> set[str]:
     code = (
         "import importlib, json, sys\n"
         "for name in sys.argv[1:]: importlib.import_module(name)\n"
         "print(json.dumps(sorted(sys.modules)))"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code, *modules], capture_output=True, text=True, check=True
-    )
-    return set(json.loads(run.stdout.splitlines()[-1]))
+    return set(_in_fresh_python(code, *modules))
 
 
 def test_data_layer_imports_neither_tensorflow_nor_matplotlib():
@@ -137,8 +143,7 @@ def test_front_door_lists_every_public_name_and_each_resolves():
         "import json, mlaas4hep_nb as mn\n"
         "print(json.dumps({n: type(getattr(mn, n)).__name__ for n in mn.__all__}))"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    kinds = json.loads(run.stdout.splitlines()[-1])
+    kinds = _in_fresh_python(code)
     assert set(mn.__all__) == {*mn._EXPORTS, *mn._SUBMODULES, "__version__"}
     assert kinds["DataStream"] == kinds["Trainer"] == "type"
     assert kinds["tfaas"] == kinds["widgets"] == "module"

@@ -362,11 +362,9 @@ def _partials(
             on_worker = functools.partial(_file_partial_of, tree, selected, cut, caps, alias_map)
             return map_partials(client, on_worker, metas, [m.entries for m in metas], advance)
 
-        def local(meta: FileMeta) -> dict[str, Any]:
-            return file_partial(
-                meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=advance
-            )
-
+        local = functools.partial(
+            _file_partial_of, tree, selected, cut, caps, alias_map, on_progress=advance
+        )
         # two files at a time: decompression releases the GIL; merged in file order
         return list(map_ordered(local, metas, max_workers=2))
 
@@ -378,6 +376,9 @@ def _file_partial_of(
     caps: Mapping[str, int | None],
     alias_map: Mapping[str, Mapping[str, str]],
     meta: FileMeta,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """`file_partial` of one file, as a Dask worker runs it (no progress callback)."""
-    return file_partial(meta, tree, selected, cut, caps, alias_map.get(meta.path))
+    """`file_partial` of one file with its aliases (a Dask worker passes no ``on_progress``)."""
+    return file_partial(
+        meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=on_progress
+    )

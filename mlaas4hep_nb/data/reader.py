@@ -149,7 +149,7 @@ def read_passing(
         handle = _OPEN_TREES.get(path, tree, cache_dir)
         return read_with_aliases(handle, read_names, start, stop, aliases or {}, where)
 
-    arrays = with_retries(path, action, retries, backoff, forget=lambda: _OPEN_TREES.drop(path))
+    arrays = with_retries(path, action, retries, backoff, forget=lambda: close_file(path))
     entries = np.arange(start, stop)
     if cut:
         passed = evaluate_cut(cut, arrays, where)

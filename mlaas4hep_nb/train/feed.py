@@ -14,14 +14,13 @@ from typing import IO, TYPE_CHECKING, cast
 import numpy as np
 import tensorflow as tf
 
+from ..data.tf import Rows
 from .metrics import one_hot
 
 if TYPE_CHECKING:
     from .models import ModelLayout
 
 __all__ = ["Encoder", "RowBuffer"]
-
-Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def __dir__() -> list[str]:
