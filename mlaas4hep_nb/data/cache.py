@@ -164,6 +164,7 @@ class UnitCache:
         self.reason: str | None = None  # why the latest pass read from the files
         self.full: str | None = None  # why units were left out, when some were
         self._units: dict[Unit, Part | _OnDisk] = {}
+        self._asked: set[Unit] = set()  # the units the latest pass used
         self._stamps: dict[str, Any] = {}  # file -> identity its units were read under
         self._key: Any = None
         self._next = 0
@@ -180,6 +181,7 @@ class UnitCache:
         """
         with self._lock:
             self.hits = self.reads = self.left_out = 0
+            self._asked = set()
             self.reason = None if self._units else "nothing cached yet: the files are read"
             if key != self._key:
                 if self._units:
@@ -199,6 +201,7 @@ class UnitCache:
     def get(self, unit: Unit) -> Part | None:
         """The unit's rows (memory-mapped when on disk), or None when not kept."""
         with self._lock:
+            self._asked.add(unit)
             entry = self._units.get(unit)
             if entry is None:
                 self.reads += 1
@@ -284,6 +287,7 @@ class UnitCache:
         """Drop every unit and remove the cache's folder (it is made again when needed)."""
         with self._lock:
             self._units = {}
+            self._asked = set()
             self._stamps = {}
             self._key = None
             self.memory_bytes = self.disk_bytes = 0
@@ -312,6 +316,8 @@ class UnitCache:
                 "left_out": self.left_out,
                 "reason": self.reason or (self.full if self.reads else None),
                 "full": self.full,
+                # the next pass over the units of the latest one reads no file
+                "complete": bool(self._asked) and all(u in self._units for u in self._asked),
             }
 
     def __repr__(self) -> str:

@@ -271,7 +271,8 @@ class DataStream:
         if prefetch is None:
             prefetch = 2 * len(client.scheduler_info()["workers"]) if client else max_workers + 1
         self.prefetch = max(1, int(prefetch))
-        self._passes: collections.Counter[str | None] = collections.Counter()
+        #: shuffled passes started per split ("train", None): pass n is shuffled by (seed, n)
+        self.passes: collections.Counter[str | None] = collections.Counter()
         self._pool: ThreadPoolExecutor | None = None
         self._warned = False
         self._counts: dict[str | None, int] = {}
@@ -555,16 +556,22 @@ class DataStream:
                 NonFiniteWarning,
             )
 
-    def _pass(self, split: str | None, counted: str | None) -> Iterator[tuple[Part, int]]:
+    def _pass(
+        self, split: str | None, counted: str | None, pass_number: int | None = None
+    ) -> Iterator[tuple[Part, int]]:
         """One pass over ``split``: each chunk with its number of training rows.
 
         NaN/inf are counted in the rows of ``counted`` (None: all rows), into
         ``report["nonfinite"]``, which holds the counts of the latest pass.
+        The pass is shuffled as pass ``pass_number`` of ``split``, by default
+        the next one of `passes` (which then counts it).
         """
         shuffle_seed: tuple[int, int] | None = None
         if self.shuffle and split != "validation":
-            shuffle_seed = (self.seed, self._passes[split])
-            self._passes[split] += 1
+            if pass_number is None:
+                pass_number = self.passes[split]
+                self.passes[split] += 1
+            shuffle_seed = (self.seed, pass_number)
         counts: dict[str, int] = {}
         self.report["nonfinite"] = counts
         for chunk in self._produce(shuffle_seed, partition=split is not None):
@@ -588,13 +595,19 @@ class DataStream:
             if split is None or len(chunk.y[rows]):
                 yield chunk.x[rows], chunk.mask[rows], chunk.y[rows]
 
-    def split_chunks(self) -> Generator[tuple[Rows, Rows], None, None]:
+    def split_chunks(
+        self, pass_number: int | None = None
+    ) -> Generator[tuple[Rows, Rows], None, None]:
         """Yield ``((X, mask, y) of train, (X, mask, y) of validation)`` per chunk.
 
         One read serves both splits: training can validate on rows it already
-        read instead of reading the files twice per epoch. Shuffled like "train".
+        read instead of reading the files twice per epoch. Shuffled like "train":
+        as training pass ``pass_number`` (pass n is shuffled by ``(seed, n)``),
+        by default the next one, ``passes["train"]``, which then counts it. A
+        given number leaves `passes` alone: a `Trainer` numbers its epochs so,
+        to start reading the next epoch while the current one ends.
         """
-        for chunk, n_train in self._pass("train", None):
+        for chunk, n_train in self._pass("train", None, pass_number):
             yield (
                 (chunk.x[:n_train], chunk.mask[:n_train], chunk.y[:n_train]),
                 (chunk.x[n_train:], chunk.mask[n_train:], chunk.y[n_train:]),
