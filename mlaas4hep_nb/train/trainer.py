@@ -232,6 +232,7 @@ class Trainer:
         self._initial_epoch = self.epoch
         self._first_pass = self.stream.passes["train"]
         self._passes_begun = 0
+        self._rows = {}
         callbacks: list[keras.callbacks.Callback] = [
             Validation(self._validation_dataset, self._release_rows)
         ]
@@ -271,9 +272,9 @@ class Trainer:
                 # the stream counts one pass per epoch begun, as if each epoch read its own
                 # pass; one begun ahead for an epoch that did not run (a stop) is not counted
                 self.stream.passes["train"] = self._first_pass + switch.epochs_begun
-            for rows in self._rows.values():
+            rows_left, self._rows = self._rows, {}  # a pass begun ahead may still add to it
+            for rows in list(rows_left.values()):
                 rows.close()
-            self._rows = {}
         self.epoch += len(history.epoch)
         self.history = history
         return history
