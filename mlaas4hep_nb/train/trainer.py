@@ -201,11 +201,11 @@ class Trainer:
     def _validation_dataset(self, epoch: int):
         """The validation rows read in ``epoch`` (Keras's number) as a dataset; None if none."""
         rows = self._rows.get(epoch - self._initial_epoch)
-        parts = rows.parts() if rows is not None else []
-        n = sum(len(y) for _, _, y in parts)
-        if n == 0:
+        if rows is None or rows.rows == 0:
             return None
-        return chunk_dataset(lambda: iter(parts), n, self.batch_size, self.encoder)
+        # the dataset holds the RowBuffer, never its arrays: TensorFlow keeps the generator
+        # functions of its datasets alive, and the rows are freed when the buffer is closed
+        return chunk_dataset(lambda: iter(rows.parts()), rows.rows, self.batch_size, self.encoder)
 
     def _release_rows(self, epoch: int) -> None:
         rows = self._rows.pop(epoch - self._initial_epoch, None)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import threading
+import weakref
 
 import keras
 import numpy as np
@@ -336,6 +338,25 @@ def test_the_cache_changes_no_metric_and_later_epochs_read_no_file(tth, cache, m
     for key in ("loss", "val_loss", "auc", "val_auc"):
         np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5)
     assert stream.report["cache"]["complete"]
+
+
+def test_a_fit_keeps_no_chunk_alive(tth):
+    """Every epoch's chunks are freed: memory does not grow with the epochs (it once did)."""
+    stream = stream_of(tth)
+    trainer = mn.Trainer(stream, epochs=3)
+    seen = []
+    split_chunks = stream.split_chunks
+
+    def recording(*args):
+        for train, validation in split_chunks(*args):
+            seen.append(weakref.ref(train[0].base))  # the chunk's X, train and validation rows
+            yield train, validation
+
+    stream.split_chunks = recording
+    trainer.fit(False, False)
+    gc.collect()
+    assert len(seen) >= 3 * stream.n_chunks
+    assert [ref for ref in seen if ref() is not None] == []
 
 
 def test_max_events_limits_each_epoch(tth):
