@@ -140,7 +140,8 @@ class DataStream:
         temporary folder made inside it; False: no cache, every pass reads the
         files. The folder is removed by `close` and when the stream is
         garbage-collected. Each pass reshuffles as without the cache (same
-        rows, same order); a file whose size or mtime changed is read again.
+        rows, same order); a file whose size or mtime (remote: size) changed is
+        read again.
         ``report["cache"]`` says what it holds and where.
     cache_limit : bytes of rows the cache keeps in memory; by default a quarter
         of the memory available (the container's limit counts) when it first stores.
