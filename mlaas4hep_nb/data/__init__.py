@@ -14,6 +14,7 @@ imported on first use by the adapters). The path of the data, module by module::
     convert      awkward arrays to X, mask (padding, normalisation)
     plan         cluster-aligned units, mixing and the train/validation split
     reader       read_passing (the one read-then-cut, retried) and UnitReader
+    cache        UnitCache: converted units kept across passes (memory, then mapped files)
     stream       DataStream: units read ahead on threads (or Dask), chunks, batches
     selection    Selection: labelled files, tree, branches, options (what the Browser hands on)
     tf           tf.data and Keras PyDataset adapters (imports TensorFlow)
@@ -21,5 +22,5 @@ imported on first use by the adapters). The path of the data, module by module::
     parallel, progress  ordered thread maps, progress bars
 
 Arrows point one way: paths → rootio → expressions → scan → spec →
-measure/convert → plan → reader → stream → selection, tf.
+measure/convert → plan → reader → cache → stream → selection, tf.
 """

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import hashlib
+import json
 import math
 import os
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -14,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 
 from ..errors import EmptyDataError, SchemaError, SourceError, warn_user
+from .cache import UnitCache, cache_mode
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
 from .expressions import cut_symbols
 from .measure import check_max_len, compute_specs
 from .parallel import map_ordered
-from .paths import PathLike, expand
+from .paths import PathLike, expand, file_identity, is_remote
 from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
 from .reader import Part, UnitReader
 from .rootio import one_line
@@ -36,6 +40,18 @@ __all__ = ["DataStream", "NonFiniteWarning"]
 
 _SPLITS = (None, "train", "validation")
 _ON_ERROR = ("raise", "skip")
+# what a unit's converted rows depend on (besides its file): the cache's key
+_READ_SETTINGS = (
+    "tree",
+    "names",
+    "normalize",
+    "labels",
+    "label_branch",
+    "cut",
+    "aliases",
+    "seed",
+    "validation_fraction",
+)
 
 
 def __dir__() -> list[str]:
@@ -116,6 +132,19 @@ class DataStream:
     on_error : ``"raise"`` (default) stops on a file that stays unreachable after
         retries; ``"skip"`` leaves it out and lists it in ``report["skipped"]``.
     retries : attempts after the first for a failing remote read, with backoff.
+    cache : keep the converted rows of the first pass, so that later passes
+        (epochs) read no ROOT file: ``"auto"`` (default) in memory up to
+        ``cache_limit`` bytes, then in memory-mapped files of a temporary
+        folder; ``"memory"`` in memory only (past the limit, rows are read
+        again each pass); ``"disk"`` in files only; a folder path: files in a
+        temporary folder made inside it; False: no cache, every pass reads the
+        files. The folder is removed by `close` and when the stream is
+        garbage-collected. Each pass reshuffles as without the cache (same
+        rows, same order); a file whose size or mtime (remote: size) changed is
+        read again.
+        ``report["cache"]`` says what it holds and where.
+    cache_limit : bytes of rows the cache keeps in memory; by default a quarter
+        of the memory available (the container's limit counts) when it first stores.
     cache_dir : keep copies of remote files here, so later passes read locally.
     progress : show a progress bar while computing the spec.
     redirector : prefix for ``/store/...`` logical file names (MLaaS4HEP style).
@@ -144,6 +173,8 @@ class DataStream:
         prefetch: int | None = None,
         on_error: str = "raise",
         retries: int = 3,
+        cache: str | os.PathLike[str] | bool = "auto",
+        cache_limit: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
         redirector: str | None = None,
@@ -158,6 +189,8 @@ class DataStream:
             msg = f"on_error must be one of {_ON_ERROR}, not {on_error!r}"
             raise ValueError(msg)
         check_max_len(max_len)
+        mode, cache_parent = cache_mode(cache)
+        self._cache = None if mode is None else UnitCache(mode, cache_limit, cache_parent)
         self.tree = tree
         self.chunk_size = int(chunk_size)
         self.batch_size = int(batch_size)
@@ -170,7 +203,11 @@ class DataStream:
         self.max_workers = max(0, int(max_workers))
         self.client = client
         self.on_error = on_error
-        self.report: dict[str, dict[str, Any]] = {"nonfinite": {}, "skipped": {}}
+        self.report: dict[str, dict[str, Any]] = {
+            "nonfinite": {},
+            "skipped": {},
+            "cache": {"mode": None} if self._cache is None else self._cache.describe(),
+        }
         #: entries read per file in the current pass: path -> (done, total)
         self.file_progress: dict[str, tuple[int, int]] = {}
 
@@ -235,7 +272,8 @@ class DataStream:
         if prefetch is None:
             prefetch = 2 * len(client.scheduler_info()["workers"]) if client else max_workers + 1
         self.prefetch = max(1, int(prefetch))
-        self._passes: collections.Counter[str | None] = collections.Counter()
+        #: shuffled passes started per split ("train", None): pass n is shuffled by (seed, n)
+        self.passes: collections.Counter[str | None] = collections.Counter()
         self._pool: ThreadPoolExecutor | None = None
         self._warned = False
         self._counts: dict[str | None, int] = {}
@@ -403,6 +441,10 @@ class DataStream:
         return chunk
 
     def _submit(self, unit: Unit) -> _Pending:
+        if self._cache is not None:
+            cached = self._cache.get(unit)
+            if cached is not None:
+                return _Finished(cached)
         if self.client is not None:
             return self.client.submit(self._reader, unit, pure=False)
         if self.max_workers == 0:
@@ -414,7 +456,7 @@ class DataStream:
     def _result(self, future: _Pending, unit: Unit) -> Part:
         """The unit's rows; a file that stays unreachable raises or, with skip, gives none."""
         try:
-            return future.result()
+            part = future.result()
         except SourceError as err:
             if self.on_error != "skip":
                 raise
@@ -428,9 +470,36 @@ class DataStream:
                 f"{one_line(err)}"
             )
             raise RuntimeError(msg) from err
+        if self._cache is not None:
+            self._cache.put(unit, part)  # on the kernel's side, with Dask too
+        return part
+
+    def _cache_key(self) -> str:
+        """What the cached rows depend on besides the files: the reader's settings, the units."""
+        reader = self._reader
+        settings: dict[str, Any] = {name: getattr(reader, name) for name in _READ_SETTINGS}
+        settings["spec"] = reader.spec.to_dict()
+        settings["units"] = [[dataclasses.astuple(unit) for unit in units] for units in self._units]
+        text = json.dumps(settings, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _file_stamps(self) -> dict[str, Any]:
+        """Each file's identity now (size, mtime); None where it cannot be checked."""
+
+        def stamp(path: str) -> Any:
+            try:
+                return file_identity(path)
+            except (OSError, SourceError):
+                return None
+
+        if any(is_remote(path) for path in self.files):
+            return dict(zip(self.files, map_ordered(stamp, self.files), strict=True))
+        return {path: stamp(path) for path in self.files}
 
     def _produce(self, shuffle_seed: tuple[int, int] | None, partition: bool) -> Iterator[Part]:
         """Chunks in order, reading units ahead (threads or Dask) with bounded read-ahead."""
+        if self._cache is not None:
+            self._cache.begin(self._cache_key(), self._file_stamps())
         orders = self._unit_orders(shuffle_seed)
         chunks = layout(orders, self.n_chunks)
         needed = list(dict.fromkeys((g, s.unit) for chunk in chunks for g, s in chunk))
@@ -469,6 +538,8 @@ class DataStream:
         finally:
             for future in pending.values():
                 future.cancel()
+            if self._cache is not None:
+                self.report["cache"] = self._cache.describe()
 
     def _note_nonfinite(self, counts: dict[str, int], chunk: Part, rows: slice) -> None:
         """Add the NaN/inf in ``rows`` of ``chunk`` to ``counts``; warn the first time."""
@@ -486,16 +557,22 @@ class DataStream:
                 NonFiniteWarning,
             )
 
-    def _pass(self, split: str | None, counted: str | None) -> Iterator[tuple[Part, int]]:
+    def _pass(
+        self, split: str | None, counted: str | None, pass_number: int | None = None
+    ) -> Iterator[tuple[Part, int]]:
         """One pass over ``split``: each chunk with its number of training rows.
 
         NaN/inf are counted in the rows of ``counted`` (None: all rows), into
         ``report["nonfinite"]``, which holds the counts of the latest pass.
+        The pass is shuffled as pass ``pass_number`` of ``split``, by default
+        the next one of `passes` (which then counts it).
         """
         shuffle_seed: tuple[int, int] | None = None
         if self.shuffle and split != "validation":
-            shuffle_seed = (self.seed, self._passes[split])
-            self._passes[split] += 1
+            if pass_number is None:
+                pass_number = self.passes[split]
+                self.passes[split] += 1
+            shuffle_seed = (self.seed, pass_number)
         counts: dict[str, int] = {}
         self.report["nonfinite"] = counts
         for chunk in self._produce(shuffle_seed, partition=split is not None):
@@ -519,13 +596,19 @@ class DataStream:
             if split is None or len(chunk.y[rows]):
                 yield chunk.x[rows], chunk.mask[rows], chunk.y[rows]
 
-    def split_chunks(self) -> Generator[tuple[Rows, Rows], None, None]:
+    def split_chunks(
+        self, pass_number: int | None = None
+    ) -> Generator[tuple[Rows, Rows], None, None]:
         """Yield ``((X, mask, y) of train, (X, mask, y) of validation)`` per chunk.
 
         One read serves both splits: training can validate on rows it already
-        read instead of reading the files twice per epoch. Shuffled like "train".
+        read instead of reading the files twice per epoch. Shuffled like "train":
+        as training pass ``pass_number`` (pass n is shuffled by ``(seed, n)``),
+        by default the next one, ``passes["train"]``, which then counts it. A
+        given number leaves `passes` alone: a `Trainer` numbers its epochs so,
+        to start reading the next epoch while the current one ends.
         """
-        for chunk, n_train in self._pass("train", None):
+        for chunk, n_train in self._pass("train", None, pass_number):
             yield (
                 (chunk.x[:n_train], chunk.mask[:n_train], chunk.y[:n_train]),
                 (chunk.x[n_train:], chunk.mask[n_train:], chunk.y[n_train:]),
@@ -608,10 +691,16 @@ class DataStream:
         return StreamPyDataset(self, split, with_mask)
 
     def close(self) -> None:
-        """Stop the reader threads; the stream can still be iterated afterwards."""
+        """Stop the reader threads and empty the cache (its folder is removed).
+
+        The stream can still be iterated afterwards: it reads the files again.
+        """
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._cache is not None:
+            self._cache.clear()
+            self.report["cache"] = self._cache.describe()
 
 
 def _rows(split: str | None, n_train: int) -> slice:

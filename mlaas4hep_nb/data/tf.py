@@ -73,12 +73,16 @@ def chunk_dataset(
     n_rows: int | None,
     batch_size: int,
     encoding: Encoding,
+    passes: int = 1,
 ) -> tf.data.Dataset:
     """A dataset of batches of ``batch_size`` rows cut from ``chunks()`` (only the last is short).
 
     ``chunks`` is called once per pass (epoch). With ``n_rows`` (the rows a
     pass yields) the dataset knows its length, ``ceil(n_rows / batch_size)``,
-    so that Keras can size its epoch and progress bar.
+    so that Keras can size its epoch and progress bar. With ``passes`` > 1
+    the dataset holds that many passes in a row (each ends with its own short
+    batch), and the first batches of the next pass are made while the last
+    ones of this pass train: iterate it once, with Keras's ``steps_per_epoch``.
     """
 
     def generate() -> Iterator[Any]:
@@ -93,6 +97,8 @@ def chunk_dataset(
     if n_rows is not None:
         n_batches = math.ceil(n_rows / batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
+    if passes > 1:
+        dataset = dataset.repeat(passes)
     return dataset.prefetch(2)
 
 

@@ -23,20 +23,29 @@ class Validation(keras.callbacks.Callback):
 
     Parameters
     ----------
-    dataset : returns the validation dataset of the epoch that just ended, or
-        None when there are no validation rows.
+    dataset : returns the validation dataset of the epoch that just ended
+        (given its number), or None when there are no validation rows.
+    release : called with the epoch's number once it is validated (or failed to be).
     """
 
-    def __init__(self, dataset: Callable[[], object]) -> None:
+    def __init__(
+        self,
+        dataset: Callable[[int], object],
+        release: Callable[[int], object] = lambda epoch: None,
+    ) -> None:
         super().__init__()
         self.dataset = dataset
+        self.release = release
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        dataset = self.dataset()
-        if dataset is None or logs is None:
-            return
-        results = self.model.evaluate(dataset, verbose=0, return_dict=True)
-        logs.update({f"val_{name}": float(value) for name, value in results.items()})
+        try:
+            dataset = self.dataset(epoch)
+            if dataset is None or logs is None:
+                return
+            results = self.model.evaluate(dataset, verbose=0, return_dict=True)
+            logs.update({f"val_{name}": float(value) for name, value in results.items()})
+        finally:
+            self.release(epoch)
 
 
 class StopSwitch(keras.callbacks.Callback):
@@ -50,10 +59,12 @@ class StopSwitch(keras.callbacks.Callback):
         super().__init__()
         self.event = event
         self.stopped_at: tuple[int, int] | None = None
+        self.epochs_begun = 0
         self._epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch = epoch
+        self.epochs_begun += 1
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         if self.event.is_set() and not self.model.stop_training:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -142,7 +143,12 @@ class Trainer:
         self.epoch = 0
         self._mask_rule: MaskRule | None = None
         self._stop = threading.Event()
-        self._validation_rows: RowBuffer | None = None
+        # the fit in progress: its first epoch, the stream's pass for it, the passes begun
+        # and the validation rows of each epoch (by its number in the fit) until validated
+        self._initial_epoch = 0
+        self._first_pass = 0
+        self._passes_begun = 0
+        self._rows: dict[int, RowBuffer] = {}
         self._feed_error: BaseException | None = None
         self._evaluated: dict = {}
 
@@ -167,14 +173,19 @@ class Trainer:
     # --- training ------------------------------------------------------------------------
 
     def _train_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """One epoch: training rows of each chunk, keeping its validation rows for later."""
-        rows = RowBuffer()
-        if self._validation_rows is not None:
-            self._validation_rows.close()  # the last epoch's rows, validated already
-        self._validation_rows = rows
+        """The fit's next epoch: training rows of each chunk, keeping its validation rows.
+
+        Called on a tf.data thread, possibly while the epoch before ends: each
+        epoch reads the stream's pass numbered by its place in the fit, and keeps
+        its own validation rows until `_validation_dataset` has used them.
+        """
+        index = self._passes_begun
+        self._passes_begun += 1
+        rows = self._rows[index] = RowBuffer()
         left = self.n_train
         try:
-            with contextlib.closing(self.stream.split_chunks()) as chunks:
+            pass_number = self._first_pass + index
+            with contextlib.closing(self.stream.split_chunks(pass_number)) as chunks:
                 for train, validation in chunks:
                     rows.append(*validation)
                     x, mask, y = (a[:left] for a in train)
@@ -187,13 +198,19 @@ class Trainer:
             self._feed_error = err
             raise
 
-    def _validation_dataset(self):
-        rows = self._validation_rows
+    def _validation_dataset(self, epoch: int):
+        """The validation rows read in ``epoch`` (Keras's number) as a dataset; None if none."""
+        rows = self._rows.get(epoch - self._initial_epoch)
         if rows is None or rows.rows == 0:
             return None
         # the dataset holds the RowBuffer, never its arrays: TensorFlow keeps the generator
         # functions of its datasets alive, and the rows are freed when the buffer is closed
         return chunk_dataset(lambda: iter(rows.parts()), rows.rows, self.batch_size, self.encoder)
+
+    def _release_rows(self, epoch: int) -> None:
+        rows = self._rows.pop(epoch - self._initial_epoch, None)
+        if rows is not None:
+            rows.close()
 
     def fit(self, live_plot: bool | LivePlot = True, progress: bool = True):
         """Train for ``epochs`` epochs; validate on ``"validation"`` after each.
@@ -212,7 +229,13 @@ class Trainer:
         self._stop.clear()
         self._feed_error = None
         self._evaluated = {}
-        callbacks: list[keras.callbacks.Callback] = [Validation(self._validation_dataset)]
+        self._initial_epoch = self.epoch
+        self._first_pass = self.stream.passes["train"]
+        self._passes_begun = 0
+        self._rows = {}
+        callbacks: list[keras.callbacks.Callback] = [
+            Validation(self._validation_dataset, self._release_rows)
+        ]
         if progress:
             callbacks.append(ProgressBar())
         if live_plot:
@@ -225,12 +248,17 @@ class Trainer:
         callbacks.extend(self.callbacks)
         switch = StopSwitch(self._stop)
         callbacks.append(switch)  # last: a stop asked for in any callback ends this batch
-        dataset = chunk_dataset(self._train_chunks, self.n_train, self.batch_size, self.encoder)
+        # one dataset for all epochs, so the next epoch's first batches are read while the
+        # current epoch ends and is validated; Keras keeps its iterator given steps_per_epoch
+        dataset = chunk_dataset(
+            self._train_chunks, self.n_train, self.batch_size, self.encoder, passes=self.epochs
+        )
         try:
             history = self.model.fit(
                 dataset,
                 epochs=self.epoch + self.epochs,
                 initial_epoch=self.epoch,
+                steps_per_epoch=math.ceil(self.n_train / self.batch_size),
                 callbacks=callbacks,
                 verbose=0,
                 shuffle=False,  # the stream shuffles; a tf.data dataset is not reshuffled
@@ -240,9 +268,13 @@ class Trainer:
                 raise self._feed_error from err
             raise
         finally:
-            if self._validation_rows is not None:
-                self._validation_rows.close()  # the last epoch's rows, validated already
-                self._validation_rows = None
+            if self.stream.shuffle:
+                # the stream counts one pass per epoch begun, as if each epoch read its own
+                # pass; one begun ahead for an epoch that did not run (a stop) is not counted
+                self.stream.passes["train"] = self._first_pass + switch.epochs_begun
+            rows_left, self._rows = self._rows, {}  # a pass begun ahead may still add to it
+            for rows in list(rows_left.values()):
+                rows.close()
         self.epoch += len(history.epoch)
         self.history = history
         return history

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..data.stream import DataStream
     from ..train.trainer import Trainer
 
-__all__ = ["TrainingPanel", "metrics_html"]
+__all__ = ["TrainingPanel", "cache_note", "metrics_html"]
 
 _MODEL_KINDS = ("MLP", "function", "file")
 
@@ -44,6 +44,17 @@ def parse_hidden(text: str) -> tuple[int, ...]:
         msg = f"layer sizes must be positive integers such as '128, 64', not {text!r}"
         raise ValueError(msg)
     return sizes
+
+
+def cache_note(cache: dict) -> str:
+    """Where the epochs after the first take their rows from, from ``stream.report["cache"]``."""
+    if cache.get("mode") is None:
+        return "epoch 2+: read from the files (cache off)"
+    if cache.get("complete"):
+        where = f"files in {cache['path']}" if cache["on_disk"] else "memory"
+        return f"epoch 2+: from cache ({cache['bytes'] / 2**20:,.0f} MiB, {where})"
+    why = cache.get("full") or cache.get("reason") or "not all of it is cached"
+    return f"epoch 2+: partly read from the files ({why})"
 
 
 def metrics_html(result: dict, history: dict | None = None) -> str:
@@ -308,7 +319,10 @@ class TrainingPanel:
                 return "stopped before training began"
             epochs = len(cast(dict, self.history).get("loss", []))  # set by a fit that ran
             stopped = " (stopped early)" if self._stop_asked else ""
-            return f"trained {epochs} epoch(s){stopped}: validation AUC {result['auc']:.4f}"
+            cache = cache_note(cast("DataStream", self.stream).report["cache"])
+            return (
+                f"trained {epochs} epoch(s){stopped}: validation AUC {result['auc']:.4f}; {cache}"
+            )
 
         self._running(True)
         self.job.start("training", work, done, after=lambda: self._running(False))

@@ -86,6 +86,26 @@ def test_stream_on_dask_gives_the_same_events_and_order(client, many):
     assert on_dask.file_progress[many[1][0]] == (400, 400)
 
 
+def test_stream_on_dask_caches_on_the_kernel_side(client, many, monkeypatch):
+    kw = {"branches": BRANCHES, "exclude": (), "chunk_size": 700, "seed": 2, "progress": False}
+    on_dask = mn.DataStream(many, client=client, cache="auto", **kw)
+    submitted = []
+    submit = client.submit
+
+    def counting(*args, **kwargs):
+        submitted.append(args[1])
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(client, "submit", counting)
+    local = mn.DataStream(many, cache=False, **kw)
+    units = sum(len(units) for units in on_dask._units)
+    for _ in range(3):  # each pass shuffled anew, as the local stream without a cache
+        np.testing.assert_array_equal(keys_of(on_dask), keys_of(local))
+        assert len(submitted) == units  # the first pass read each unit on a worker, once
+    assert on_dask.report["cache"]["hits"] == units
+    assert on_dask.report["cache"]["reads"] == 0
+
+
 def test_local_threads_are_deterministic(many):
     kw = {
         "branches": BRANCHES,

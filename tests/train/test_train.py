@@ -213,6 +213,8 @@ def test_stop_from_another_thread_ends_fit_within_one_batch(tth):
     assert len(history["loss"]) == 1
     assert "val_auc" in history
     assert trainer.epoch == 1
+    # one pass counted per epoch begun, though the next epoch's pass may have begun early
+    assert trainer.stream.passes["train"] == 1
     assert trainer.predict(np.zeros((2, trainer.stream.n_features))).shape == (2, 1)
 
 
@@ -308,6 +310,34 @@ def test_same_seed_same_metrics(tth):
     ]
     for key in ("loss", "val_loss", "val_auc"):
         np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5)
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_the_cache_changes_no_metric_and_later_epochs_read_no_file(tth, cache, monkeypatch):
+    from mlaas4hep_nb.data import reader
+
+    reads = []
+    read = reader.UnitReader.__call__
+
+    def counting(self, unit):
+        reads.append(unit)
+        return read(self, unit)
+
+    monkeypatch.setattr(reader.UnitReader, "__call__", counting)
+    histories = []
+    for option in (False, cache):
+        reads.clear()
+        stream = stream_of(tth, seed=3, cache=option)
+        trainer = mn.Trainer(stream, epochs=3)
+        histories.append(trainer.fit(False, False).history)
+        trainer.fit(False, False)  # a second fit goes on with the passes (the shuffles) after
+        histories[-1] = {k: v + trainer.history.history[k] for k, v in histories[-1].items()}
+        units = sum(len(units) for units in stream._units)
+        assert len(reads) == (6 * units if option is False else units)
+        assert stream.passes["train"] == 6
+    for key in ("loss", "val_loss", "auc", "val_auc"):
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5)
+    assert stream.report["cache"]["complete"]
 
 
 def test_a_fit_keeps_no_chunk_alive(tth):
@@ -419,7 +449,7 @@ def test_read_error_during_fit_is_raised_as_itself(tth):
 
     first = next(iter(stream.split_chunks()))
 
-    def broken():
+    def broken(*_):
         yield first
         raise SourceError("cannot read root://host//store/bkg_3.root: connection reset")
 

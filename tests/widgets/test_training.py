@@ -11,7 +11,7 @@ import pytest
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.widgets import Browser, DeployPanel, TrainingPanel, Workbench
-from mlaas4hep_nb.widgets.training import parse_hidden
+from mlaas4hep_nb.widgets.training import cache_note, parse_hidden
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,10 @@ def test_train_button_trains_and_shows_results(trained, stream):
     ]
     assert len(panel.history["val_auc"]) == 2
     assert panel.result["auc"] > 0.7
-    assert panel.status.message == f"trained 2 epoch(s): validation AUC {panel.result['auc']:.4f}"
+    assert panel.status.message.startswith(
+        f"trained 2 epoch(s): validation AUC {panel.result['auc']:.4f}; epoch 2+: from cache ("
+    )
+    assert panel.status.message.endswith(" MiB, memory)")
     (live,) = panel.live_box.children  # the training layer's LivePlot, drawn in the panel
     assert live is panel.trainer.live_plot.output
     assert panel.trainer.live_plot.draws >= 1
@@ -77,6 +80,23 @@ def test_export_button_writes_a_bundle(trained, tmp_path):
     assert (tmp_path / "tth" / "saved_model.pb").is_file() or any(
         (tmp_path / "tth").rglob("saved_model.pb")
     )
+
+
+def test_cache_note_says_where_later_epochs_read(tth, tmp_path):
+    assert cache_note({"mode": None}) == "epoch 2+: read from the files (cache off)"
+    stream = mn.DataStream(
+        tth, branches=BRANCHES, max_len=6, cache=tmp_path, chunk_size=3000, progress=False
+    )
+    list(stream.chunks())
+    note = cache_note(stream.report["cache"])
+    assert note.startswith("epoch 2+: from cache (")
+    assert f"files in {tmp_path}" in note
+    stream = mn.DataStream(
+        tth, branches=BRANCHES, cache="memory", cache_limit=0, chunk_size=3000, progress=False
+    )
+    list(stream.chunks())
+    note = cache_note(stream.report["cache"])
+    assert note.startswith("epoch 2+: partly read from the files (cache_limit reached")
 
 
 def test_stop_ends_training_early(tth):
