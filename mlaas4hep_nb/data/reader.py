@@ -22,7 +22,7 @@ from .convert import Converter
 from .expressions import evaluate_cut, read_with_aliases
 from .paths import is_remote
 from .plan import Unit, file_key, validation_mask
-from .rootio import Tree, open_tree
+from .rootio import Tree, forget_remote, open_tree
 from .spec import FeatureSpec
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ class _OpenTrees(threading.local):
         return handle
 
     def drop(self, path: str) -> None:
+        forget_remote(path)
         for key in [key for key in self.trees if key[0] == path]:
             del self.trees[key]
 

@@ -7,6 +7,7 @@ TTree, ``HasFields`` for RNTuple), as uproot-browser does.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "classify",
     "cluster_starts",
     "columns",
+    "forget_remote",
     "kind_of",
     "one_line",
     "open_file",
@@ -108,6 +110,9 @@ def _configure_xrootd() -> None:
     EnvPutInt("ConnectionWindow", int(os.environ.get("XRD_CONNECTIONWINDOW", window)))
     EnvPutInt("ConnectionRetry", int(os.environ.get("XRD_CONNECTIONRETRY", 1)))
     EnvPutInt("RequestTimeout", int(os.environ.get("XRD_REQUESTTIMEOUT", window)))
+    # after a broken connection it refuses every request to that server for 30 minutes by
+    # default; a retry should reconnect (to a restarted server, say)
+    EnvPutInt("StreamErrorWindow", int(os.environ.get("XRD_STREAMERRORWINDOW", 0)))
 
 
 _configure_xrootd = functools.cache(_configure_xrootd)
@@ -145,6 +150,21 @@ def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirecto
     except Exception as err:
         msg = f"cannot read the directory of {path} (damaged?): {one_line(err)}"
         raise SourceError(msg) from err
+
+
+def forget_remote(path: str) -> None:
+    """Drop what fsspec keeps of ``path`` between opens, so that the next open starts afresh.
+
+    fsspec-xrootd keeps a file's XRootD handle open for 30 s after use and
+    hands it to every open of the same URL, even once it is dead (its server
+    restarted): a retry would get it again.
+    """
+    if not is_remote(path):
+        return
+    # closing a dead handle fails, after it has left the cache
+    with contextlib.suppress(Exception):
+        fs, stripped = fsspec.core.url_to_fs(path, timeout=REMOTE_TIMEOUT)
+        fs.invalidate_cache(stripped)
 
 
 def one_line(err: BaseException) -> str:

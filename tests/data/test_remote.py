@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import collections
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from support import free_port
+from conftest import start_xrootd
+from support import free_port, stop, world_readable_copy
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.data import rootio
 from mlaas4hep_nb.errors import SourceError
 
 
@@ -92,3 +97,48 @@ def test_xrootd_works_after_tensorflow_was_imported(xrootd_url):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "1500"
+
+
+# --- a server killed and restarted mid-pass ------------------------------------------------
+
+
+@pytest.fixture
+def opens(monkeypatch) -> collections.Counter[str]:
+    """The files opened from now on, by path (every open of the data layer goes through it)."""
+    counted: collections.Counter[str] = collections.Counter()
+    real = rootio.open_file
+
+    def counting(path, *args, **kwargs):
+        counted[path] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(rootio, "open_file", counting)
+    return counted
+
+
+def test_a_server_killed_mid_pass_and_restarted_is_recovered_by_the_retry(tth, opens):
+    folder = world_readable_copy([*tth[1], *tth[0]], "mlaas4hep-restarted-")
+    process, url = start_xrootd(folder)
+    servers = [process]
+    try:
+        kw = {"branches": ["MET_pt", "Jet_pt"], "chunk_size": 500, "shuffle": False}
+        local = mn.DataStream(tth, progress=False, **kw)
+        stream = mn.DataStream(remote_sources(url, tth), specs=local.spec, progress=False, **kw)
+        chunks = stream.chunks()
+        got = [next(chunks)]
+        process.kill()  # every connection and open file is lost
+        process.wait(10)
+        process.log.close()
+        # reads fail until it is back; the retries (after 0.5, 1 and 2 s) reopen the files
+        back = threading.Timer(1.0, lambda: servers.append(start_xrootd(folder, process.port)[0]))
+        back.start()
+        got.extend(chunks)
+        back.join()
+        for i, expected in enumerate(zip(*local.chunks(), strict=True)):
+            np.testing.assert_array_equal(
+                np.concatenate([g[i] for g in got]), np.concatenate(expected)
+            )
+        assert max(count for path, count in opens.items() if path.startswith("root:")) >= 2
+    finally:
+        stop(servers[-1])
+        shutil.rmtree(folder, ignore_errors=True)
