@@ -17,8 +17,9 @@ import numpy as np
 from ..errors import EmptyDataError, SkippedBranchWarning, warn_user
 from .convert import flat_values, jagged_parts
 from .expressions import cut_symbols
+from .handles import OpenFiles
 from .parallel import map_ordered
-from .paths import PathLike, expand, file_identity
+from .paths import PathLike, expand
 from .progress import progress_bar
 from .reader import read_passing
 from .rootio import Column
@@ -115,8 +116,12 @@ def file_partial(
     aliases: Mapping[str, str] | None = None,
     step: int = _SPEC_CHUNK,
     on_progress: Callable[[int], None] | None = None,
+    open_files: OpenFiles | None = None,
 ) -> dict[str, Any]:
-    """Partial statistics of one file: events passing the cut and per-branch moments."""
+    """Partial statistics of one file: events passing the cut and per-branch moments.
+
+    With ``open_files``, the file is read through the handle kept there.
+    """
     where = f"{meta.path}:{tree}"
     names = [column.name for column in selected]
     cut_names = cut_symbols(cut, list(meta.columns), where) if cut else []
@@ -124,7 +129,15 @@ def file_partial(
     for start in range(0, meta.entries, step):
         stop = min(start + step, meta.entries)
         arrays, entries = read_passing(
-            meta.path, tree, names, start, stop, cut=cut, cut_names=cut_names, aliases=aliases
+            meta.path,
+            tree,
+            names,
+            start,
+            stop,
+            cut=cut,
+            cut_names=cut_names,
+            aliases=aliases,
+            open_files=open_files,
         )
         partial["events"] += len(entries)
         for column in selected:
@@ -187,8 +200,8 @@ def _caps(
     return {c.name: max_len for c in selected}
 
 
-def _fingerprint(files: Sequence[str], **selection: Any) -> str:
-    identities = list(map_ordered(file_identity, files))
+def _fingerprint(files: Sequence[str], open_files: OpenFiles, **selection: Any) -> str:
+    identities = list(map_ordered(open_files.identity, files))
     blob = json.dumps(
         {"version": SPEC_VERSION, "rules": _SPEC_RULES, "files": identities, **selection},
         sort_keys=True,
@@ -216,6 +229,7 @@ def compute_specs(
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     client: Client | None = None,
+    open_files: OpenFiles | None = None,
 ) -> FeatureSpec:
     """Measure the selected branches over all files in one vectorised pass.
 
@@ -238,8 +252,12 @@ def compute_specs(
     on_progress : called as ``on_progress(entries_done, entries_total)`` as files are
         read, from whichever thread reads them (for widgets and other views).
     client : a ``dask.distributed.Client`` to compute per-file statistics on a cluster.
+    open_files : the open files and remote sizes to reuse and add to (a `DataStream`
+        passes its own, which its scan filled); by default, new ones for this call.
     """
     check_max_len(max_len)
+    if open_files is None:
+        open_files = OpenFiles()
     groups = _expanded(files)
     paths = [p for ps in groups.values() for p in ps] if isinstance(groups, dict) else groups
     alias_map = aliases_by_file(groups, aliases)
@@ -248,6 +266,7 @@ def compute_specs(
     if cache:
         key = _fingerprint(
             paths,
+            open_files,
             tree=tree,
             branches=branches,
             exclude=exclude,
@@ -260,10 +279,12 @@ def compute_specs(
             spec = FeatureSpec.load(cached)
             _warn_constant(spec)
             return spec
-    metas = scan(paths, tree, alias_map)
+    metas = scan(paths, tree, alias_map, open_files=open_files)
     selected, skipped = select(metas, tree, branches, exclude)
     caps = _caps(selected, max_len)
-    partials = _partials(metas, tree, selected, cut, caps, alias_map, progress, on_progress, client)
+    partials = _partials(
+        metas, tree, selected, cut, caps, alias_map, progress, on_progress, client, open_files
+    )
     total: dict[str, Any] = {"events": 0, "branches": {}}
     for partial in partials:
         total["events"] += partial["events"]
@@ -337,6 +358,7 @@ def _partials(
     progress: bool,
     on_progress: Callable[[int, int], None] | None,
     client: Client | None,
+    open_files: OpenFiles,
 ) -> list[dict[str, Any]]:
     total = sum(meta.entries for meta in metas)
     done = 0
@@ -359,7 +381,14 @@ def _partials(
 
         def local(meta: FileMeta) -> dict[str, Any]:
             return file_partial(
-                meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=advance
+                meta,
+                tree,
+                selected,
+                cut,
+                caps,
+                alias_map.get(meta.path),
+                on_progress=advance,
+                open_files=open_files,
             )
 
         # two files at a time: decompression releases the GIL; merged in file order

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import EmptyDataError, SchemaError, SourceError, warn_user
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
 from .expressions import cut_symbols
+from .handles import OpenFiles
 from .measure import check_max_len, compute_specs
 from .parallel import map_ordered
 from .paths import PathLike, expand
@@ -180,7 +181,14 @@ class DataStream:
         by_label = cast("dict[int, list[str]]", dict(groups)) if label is None else all_files
         aliases_of = aliases_by_file(by_label, aliases)
         skipped = self.report["skipped"] if on_error == "skip" else None
-        metas = {m.path: m for m in scan(all_files, tree, aliases_of, skipped=skipped)}
+        # what the scan opens stays open for the spec and the reader threads; a thread that
+        # finds a file busy opens another handle of it rather than wait (once per stream)
+        threads = max(1, self.max_workers)
+        self._open_files = OpenFiles(max_open=8 * threads, per_file=threads)
+        metas = {
+            m.path: m
+            for m in scan(all_files, tree, aliases_of, skipped=skipped, open_files=self._open_files)
+        }
         groups = [(key, [p for p in paths if p in metas]) for key, paths in groups]
         self.files = [path for _, paths in groups for path in paths]
         if not self.files:
@@ -219,6 +227,7 @@ class DataStream:
             validation_fraction=self.validation_fraction,
             retries=retries,
             cache_dir=None if cache_dir is None else str(cache_dir),
+            open_files=self._open_files,
         )
         self.classes = self._classes()
         self.n_chunks = max(1, math.ceil(self.n_events / self.chunk_size))
@@ -264,6 +273,7 @@ class DataStream:
                 aliases=aliases,
                 progress=progress,
                 client=self.client,
+                open_files=self._open_files,
             )
         if not isinstance(specs, FeatureSpec):
             specs = (
@@ -608,10 +618,11 @@ class DataStream:
         return StreamPyDataset(self, split, with_mask)
 
     def close(self) -> None:
-        """Stop the reader threads; the stream can still be iterated afterwards."""
+        """Stop the reader threads and close the files; the stream can still be iterated."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._open_files.close()
 
 
 def _rows(split: str | None, n_train: int) -> slice:
