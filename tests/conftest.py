@@ -52,9 +52,9 @@ def served_dir(tth) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_xrootd(folder: Path) -> tuple[subprocess.Popen, str]:
+def start_xrootd(folder: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """`support.start_xrootd`, skipping the test when XRootD is not installed."""
-    started = support.start_xrootd(folder)
+    started = support.start_xrootd(folder, port)
     if started is None:
         pytest.skip(
             "xrootd not installed (Debian package xrootd-server; make test installs it "

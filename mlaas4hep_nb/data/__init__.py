@@ -5,6 +5,7 @@ imported on first use by the adapters). The path of the data, module by module::
 
     paths        file names, globs, redirectors, identities (size, mtime)
     rootio       open a TTree or RNTuple, its columns and clusters (uproot)
+    handles      OpenFiles: files kept open for a stream's life, lent to one thread at a time
     expressions  aliases and cuts as uproot expressions
     sources      list trees and branches, preview a branch (mn.list_trees, ...)
     scan         scan files once (FileMeta), pick branches by names and globs
@@ -21,6 +22,6 @@ imported on first use by the adapters). The path of the data, module by module::
     defaults     chunk and batch sizes, written once
     parallel, progress  ordered thread maps, progress bars
 
-Arrows point one way: paths → rootio → expressions → scan → spec →
+Arrows point one way: paths → rootio → handles → expressions → scan → spec →
 measure/convert → plan → reader → cache → stream → selection, tf.
 """

@@ -173,11 +173,11 @@ class UnitCache:
 
     # --- a pass --------------------------------------------------------------------------
 
-    def begin(self, key: Any, stamps: Mapping[str, Any]) -> None:
+    def begin(self, key: Any, stamps: Mapping[str, Any]) -> list[str]:
         """Start a pass: drop everything if ``key`` changed, and the units of changed files.
 
         ``stamps`` maps each file to its identity now (None: it could not be
-        checked, so nothing of it is kept or used).
+        checked, so nothing of it is kept or used). Returns the changed files.
         """
         with self._lock:
             self.hits = self.reads = self.left_out = 0
@@ -197,6 +197,7 @@ class UnitCache:
                 )
                 self._drop(dropped)
             self._stamps = dict(stamps)
+            return changed
 
     def get(self, unit: Unit) -> Part | None:
         """The unit's rows (memory-mapped when on disk), or None when not kept."""

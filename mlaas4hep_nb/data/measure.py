@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -17,8 +18,9 @@ import numpy as np
 from ..errors import EmptyDataError, SkippedBranchWarning, warn_user
 from .convert import flat_values, jagged_parts
 from .expressions import cut_symbols
+from .handles import OpenFiles
 from .parallel import map_ordered
-from .paths import PathLike, expand, file_identity
+from .paths import PathLike, expand
 from .progress import progress_bar
 from .reader import close_file, read_passing
 from .rootio import Column
@@ -115,8 +117,12 @@ def file_partial(
     aliases: Mapping[str, str] | None = None,
     step: int = _SPEC_CHUNK,
     on_progress: Callable[[int], None] | None = None,
+    open_files: OpenFiles | None = None,
 ) -> dict[str, Any]:
-    """Partial statistics of one file: events passing the cut and per-branch moments."""
+    """Partial statistics of one file: events passing the cut and per-branch moments.
+
+    With ``open_files``, the file is read through the handle kept there.
+    """
     where = f"{meta.path}:{tree}"
     names = [column.name for column in selected]
     cut_names = cut_symbols(cut, list(meta.columns), where) if cut else []
@@ -125,7 +131,15 @@ def file_partial(
         for start in range(0, meta.entries, step):
             stop = min(start + step, meta.entries)
             arrays, entries = read_passing(
-                meta.path, tree, names, start, stop, cut=cut, cut_names=cut_names, aliases=aliases
+                meta.path,
+                tree,
+                names,
+                start,
+                stop,
+                cut=cut,
+                cut_names=cut_names,
+                aliases=aliases,
+                open_files=open_files,
             )
             partial["events"] += len(entries)
             for column in selected:
@@ -135,9 +149,10 @@ def file_partial(
             if on_progress is not None:
                 on_progress(stop - start)
     finally:
-        # the pass keeps no file open: a Dask worker's thread would hold it for the
-        # stream's reads (a file replaced or removed meanwhile would go unnoticed)
-        close_file(meta.path)
+        if open_files is None:
+            # the pass keeps no file open: a Dask worker's thread would hold it for the
+            # stream's reads (a file replaced or removed meanwhile would go unnoticed)
+            close_file(meta.path)
     return partial
 
 
@@ -192,8 +207,8 @@ def _caps(
     return {c.name: max_len for c in selected}
 
 
-def _fingerprint(files: Sequence[str], **selection: Any) -> str:
-    identities = list(map_ordered(file_identity, files))
+def _fingerprint(files: Sequence[str], open_files: OpenFiles, **selection: Any) -> str:
+    identities = list(map_ordered(open_files.identity, files))
     blob = json.dumps(
         {"version": SPEC_VERSION, "rules": _SPEC_RULES, "files": identities, **selection},
         sort_keys=True,
@@ -221,6 +236,7 @@ def compute_specs(
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     client: Client | None = None,
+    open_files: OpenFiles | None = None,
 ) -> FeatureSpec:
     """Measure the selected branches over all files in one vectorised pass.
 
@@ -243,8 +259,26 @@ def compute_specs(
     on_progress : called as ``on_progress(entries_done, entries_total)`` as files are
         read, from whichever thread reads them (for widgets and other views).
     client : a ``dask.distributed.Client`` to compute per-file statistics on a cluster.
+    open_files : the open files and remote sizes to reuse and add to (a `DataStream`
+        passes its own, which its scan filled); by default, new ones for this call.
     """
     check_max_len(max_len)
+    if open_files is None:
+        with contextlib.closing(OpenFiles()) as own:  # a DataStream passes its own
+            return compute_specs(
+                files,
+                tree,
+                branches,
+                exclude,
+                max_len,
+                cut=cut,
+                aliases=aliases,
+                cache=cache,
+                progress=progress,
+                on_progress=on_progress,
+                client=client,
+                open_files=own,
+            )
     groups = _expanded(files)
     paths = [p for ps in groups.values() for p in ps] if isinstance(groups, dict) else groups
     alias_map = aliases_by_file(groups, aliases)
@@ -253,6 +287,7 @@ def compute_specs(
     if cache:
         key = _fingerprint(
             paths,
+            open_files,
             tree=tree,
             branches=branches,
             exclude=exclude,
@@ -265,10 +300,12 @@ def compute_specs(
             spec = FeatureSpec.load(cached)
             _warn_constant(spec)
             return spec
-    metas = scan(paths, tree, alias_map)
+    metas = scan(paths, tree, alias_map, open_files=open_files)
     selected, skipped = select(metas, tree, branches, exclude)
     caps = _caps(selected, max_len)
-    partials = _partials(metas, tree, selected, cut, caps, alias_map, progress, on_progress, client)
+    partials = _partials(
+        metas, tree, selected, cut, caps, alias_map, progress, on_progress, client, open_files
+    )
     total: dict[str, Any] = {"events": 0, "branches": {}}
     for partial in partials:
         total["events"] += partial["events"]
@@ -342,6 +379,7 @@ def _partials(
     progress: bool,
     on_progress: Callable[[int, int], None] | None,
     client: Client | None,
+    open_files: OpenFiles,
 ) -> list[dict[str, Any]]:
     total = sum(meta.entries for meta in metas)
     done = 0
@@ -363,7 +401,14 @@ def _partials(
             return map_partials(client, on_worker, metas, [m.entries for m in metas], advance)
 
         local = functools.partial(
-            _file_partial_of, tree, selected, cut, caps, alias_map, on_progress=advance
+            _file_partial_of,
+            tree,
+            selected,
+            cut,
+            caps,
+            alias_map,
+            on_progress=advance,
+            open_files=open_files,
         )
         # two files at a time: decompression releases the GIL; merged in file order
         return list(map_ordered(local, metas, max_workers=2))
@@ -377,8 +422,16 @@ def _file_partial_of(
     alias_map: Mapping[str, Mapping[str, str]],
     meta: FileMeta,
     on_progress: Callable[[int], None] | None = None,
+    open_files: OpenFiles | None = None,
 ) -> dict[str, Any]:
-    """`file_partial` of one file with its aliases (a Dask worker passes no ``on_progress``)."""
+    """`file_partial` of one file with its aliases (a Dask worker passes neither keyword)."""
     return file_partial(
-        meta, tree, selected, cut, caps, alias_map.get(meta.path), on_progress=on_progress
+        meta,
+        tree,
+        selected,
+        cut,
+        caps,
+        alias_map.get(meta.path),
+        on_progress=on_progress,
+        open_files=open_files,
     )

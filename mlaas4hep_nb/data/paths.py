@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Union
 
@@ -82,15 +82,25 @@ def expand(paths: PathLike, redirector: str | None = None) -> list[str]:
     return files
 
 
-def file_identity(path: str) -> dict[str, str | int | None]:
-    """What identifies a file's content cheaply: size and mtime (local) or size (remote)."""
+def file_identity(
+    path: str, sizes: MutableMapping[str, int] | None = None
+) -> dict[str, str | int | None]:
+    """What identifies a file's content cheaply: size and mtime (local) or size (remote).
+
+    ``sizes`` holds the sizes of remote files known already (path -> bytes):
+    a remote file found there is not asked again, one asked here is added.
+    """
     if is_remote(path):
+        if sizes is not None and path in sizes:
+            return {"path": path, "size": sizes[path]}
         fs, stripped = fsspec.core.url_to_fs(path)
         try:
             info = fs.info(stripped)
         except OSError as err:
             msg = f"cannot reach {path}: {err}"
             raise SourceError(msg) from err
+        if sizes is not None and info.get("size") is not None:
+            sizes[path] = int(info["size"])
         return {"path": path, "size": info.get("size")}
     stat = os.stat(path)
     return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

@@ -2,7 +2,8 @@
 
 A `UnitReader` is a small picklable callable, so the same code runs on the
 stream's reader threads and on Dask workers. Remote reads are retried with
-backoff; each thread or worker process keeps its own open files.
+backoff. The stream's threads borrow the files its scan opened (`OpenFiles`);
+on a Dask worker, each thread keeps its own open files for the process's life.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import numpy as np
 from ..errors import SourceError
 from .convert import Converter
 from .expressions import evaluate_cut, read_with_aliases
+from .handles import OpenFiles
 from .paths import is_remote
 from .plan import Unit, file_key, validation_mask
-from .rootio import Tree, open_tree
+from .rootio import Tree, forget_remote, open_tree
 from .spec import FeatureSpec
 
 if TYPE_CHECKING:
@@ -66,7 +68,7 @@ class Part:
 
 
 class _OpenTrees(threading.local):
-    """Trees kept open per thread (uproot handles are not shared across threads).
+    """Trees kept open per thread, where no `OpenFiles` is given (Dask workers).
 
     One per process, not per reader: a reader unpickled for every Dask task
     still finds the files its worker opened before.
@@ -88,6 +90,7 @@ class _OpenTrees(threading.local):
         return handle
 
     def drop(self, path: str) -> None:
+        forget_remote(path)
         for key in [key for key in self.trees if key[0] == path]:
             del self.trees[key]
 
@@ -107,16 +110,19 @@ def with_retries(
     backoff: float,
     forget: Callable[[], object] | None = None,
 ) -> T:
-    """Run ``action()``; for remote files retry SourceErrors with exponential backoff."""
+    """Run ``action()``; for remote files retry SourceErrors with exponential backoff.
+
+    ``forget()`` is called after every failure (the file is opened afresh).
+    """
     attempts = retries + 1 if is_remote(path) else 1
     for attempt in range(attempts):
         try:
             return action()
         except SourceError:
+            if forget is not None:
+                forget()  # the last attempt too: nothing dead is kept open for later
             if attempt == attempts - 1:
                 raise
-            if forget is not None:
-                forget()
             time.sleep(backoff * 2**attempt)
     msg = "with_retries made no attempt"
     raise AssertionError(msg)
@@ -135,21 +141,32 @@ def read_passing(
     retries: int = 3,
     backoff: float = 0.5,
     cache_dir: str | None = None,
+    open_files: OpenFiles | None = None,
 ) -> tuple[dict[str, ak.Array], NDArray[np.int64]]:
     """Columns ``names`` of the entries in ``[start, stop)`` that pass ``cut``, and their numbers.
 
     The data layer's one read-then-cut (specs, units, counts): it reads
-    through the thread's open files, computes aliases, and retries a failing
-    remote read with backoff. ``cut_names`` are the columns the cut reads.
+    through ``open_files`` (else the thread's own open files), computes
+    aliases, and retries a failing remote read with backoff, on a file opened
+    afresh. ``cut_names`` are the columns the cut reads.
     """
     where = f"{path}:{tree}"
     read_names = list(dict.fromkeys([*names, *cut_names]))
 
     def action() -> dict[str, ak.Array]:
-        handle = _OPEN_TREES.get(path, tree, cache_dir)
-        return read_with_aliases(handle, read_names, start, stop, aliases or {}, where)
+        if open_files is None:
+            handle = _OPEN_TREES.get(path, tree, cache_dir)
+            return read_with_aliases(handle, read_names, start, stop, aliases or {}, where)
+        with open_files.tree(path, tree, cache_dir) as handle:
+            return read_with_aliases(handle, read_names, start, stop, aliases or {}, where)
 
-    arrays = with_retries(path, action, retries, backoff, forget=lambda: close_file(path))
+    def forget() -> None:
+        if open_files is None:
+            close_file(path)
+        else:
+            open_files.drop(path)
+
+    arrays = with_retries(path, action, retries, backoff, forget=forget)
     entries = np.arange(start, stop)
     if cut:
         passed = evaluate_cut(cut, arrays, where)
@@ -175,6 +192,8 @@ class UnitReader:
     retries: int = 3
     backoff: float = 0.5
     cache_dir: str | None = None
+    #: the stream's open files (left behind when pickled for a Dask worker)
+    open_files: OpenFiles | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._converter = Converter(self.spec, self.normalize)
@@ -182,6 +201,7 @@ class UnitReader:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["_converter"]
+        state["open_files"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -204,6 +224,7 @@ class UnitReader:
             retries=self.retries,
             backoff=self.backoff,
             cache_dir=self.cache_dir,
+            open_files=self.open_files,
         )
 
     def __call__(self, unit: Unit) -> Part:

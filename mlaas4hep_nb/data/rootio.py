@@ -7,15 +7,17 @@ TTree, ``HasFields`` for RNTuple), as uproot-browser does.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 import awkward as ak
 import fsspec
@@ -31,6 +33,7 @@ __all__ = [
     "classify",
     "cluster_starts",
     "columns",
+    "forget_remote",
     "kind_of",
     "one_line",
     "open_file",
@@ -38,6 +41,7 @@ __all__ = [
     "read_columns",
     "shape_name",
     "tree_names",
+    "warm_vector_reads",
 ]
 
 #: An uproot TTree (``HasBranches``) or RNTuple (``HasFields``): uproot ships no types.
@@ -108,16 +112,23 @@ def _configure_xrootd() -> None:
     EnvPutInt("ConnectionWindow", int(os.environ.get("XRD_CONNECTIONWINDOW", window)))
     EnvPutInt("ConnectionRetry", int(os.environ.get("XRD_CONNECTIONRETRY", 1)))
     EnvPutInt("RequestTimeout", int(os.environ.get("XRD_REQUESTTIMEOUT", window)))
+    # after a broken connection it refuses every request to that server for 30 minutes by
+    # default; a retry should reconnect (to a restarted server, say)
+    EnvPutInt("StreamErrorWindow", int(os.environ.get("XRD_STREAMERRORWINDOW", 0)))
 
 
 _configure_xrootd = functools.cache(_configure_xrootd)
 
 
-def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirectory:
+def open_file(
+    path: str, cache_dir: str | None = None, sizes: MutableMapping[str, int] | None = None
+) -> uproot.ReadOnlyDirectory:
     """Open a local or remote ROOT file; errors name the file and say what is wrong.
 
     With ``cache_dir``, a remote file is copied there whole on first use and
-    read from the copy afterwards.
+    read from the copy afterwards. ``sizes`` holds the sizes of remote files
+    known already (path -> bytes): the truncation check asks the server for
+    the size of a file found there no more, and adds the size it asks for.
     """
     options: dict[str, Any] = {"array_cache": None, "object_cache": None}
     local = path
@@ -130,9 +141,15 @@ def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirecto
     else:
         _check_local(local)
         options["handler"] = uproot.source.file.MemmapSource
+        sizes = None  # a local file's (or copy's) size costs nothing
     try:
         file = uproot.ReadOnlyFile(local, **options)
-        size, expected = file.source.num_bytes, file.fEND
+        size = sizes.get(path) if sizes is not None else None
+        if size is None:
+            size = file.source.num_bytes  # a stat, for a remote file
+            if sizes is not None and size is not None:
+                sizes[path] = int(size)
+        expected = file.fEND
     except Exception as err:
         msg = f"cannot open {path} as a ROOT file: {one_line(err)}"
         raise SourceError(msg) from err
@@ -145,6 +162,50 @@ def open_file(path: str, cache_dir: str | None = None) -> uproot.ReadOnlyDirecto
     except Exception as err:
         msg = f"cannot read the directory of {path} (damaged?): {one_line(err)}"
         raise SourceError(msg) from err
+
+
+_WARMED: set[str] = set()
+_WARMING = threading.Lock()
+
+
+def warm_vector_reads(paths: Iterable[str]) -> None:
+    """Make one vector read per XRootD host, once per process, before threads read at once.
+
+    fsspec-xrootd asks a server for its vector-read limits on the first vector
+    read and keeps the answer for the process; reader threads that start
+    together each ask (1 to 6 queries per pass were seen). A host that cannot
+    be reached is left for the reads that follow to report.
+    """
+    first: dict[str, str] = {}
+    for path in paths:
+        if path.startswith(("root://", "xroot://")):
+            first.setdefault(urlsplit(path).netloc, path)
+    for host, path in first.items():
+        with _WARMING:
+            if host in _WARMED:
+                continue
+            _configure_xrootd()
+            try:
+                fs, stripped = fsspec.core.url_to_fs(path, timeout=REMOTE_TIMEOUT)
+                fs.cat_ranges([stripped], [0], [1])
+            except Exception:  # the reads that follow say what is wrong
+                continue
+            _WARMED.add(host)
+
+
+def forget_remote(path: str) -> None:
+    """Drop what fsspec keeps of ``path`` between opens, so that the next open starts afresh.
+
+    fsspec-xrootd keeps a file's XRootD handle open for 30 s after use and
+    hands it to every open of the same URL, even once it is dead (its server
+    restarted): a retry would get it again.
+    """
+    if not is_remote(path):
+        return
+    # closing a dead handle fails, after it has left the cache
+    with contextlib.suppress(Exception):
+        fs, stripped = fsspec.core.url_to_fs(path, timeout=REMOTE_TIMEOUT)
+        fs.invalidate_cache(stripped)
 
 
 def one_line(err: BaseException) -> str:
@@ -196,9 +257,17 @@ def tree_names(directory: uproot.ReadOnlyDirectory) -> dict[str, str]:
     return {name: cls for name, cls in found.items() if cls in _TREE_CLASSES}
 
 
-def open_tree(path: str, tree: str, cache_dir: str | None = None) -> Tree:
-    """Open ``tree`` (a TTree or RNTuple, ``dir/name`` for nested ones) in the file at ``path``."""
-    directory = open_file(path, cache_dir)
+def open_tree(
+    path: str,
+    tree: str,
+    cache_dir: str | None = None,
+    sizes: MutableMapping[str, int] | None = None,
+) -> Tree:
+    """Open ``tree`` (a TTree or RNTuple, ``dir/name`` for nested ones) in the file at ``path``.
+
+    ``cache_dir`` and ``sizes`` as for `open_file`.
+    """
+    directory = open_file(path, cache_dir, sizes)
     try:
         found = tree_names(directory)
     except Exception as err:

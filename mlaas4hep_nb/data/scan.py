@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import fnmatch
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, cast
 
 from ..errors import EmptyDataError, SchemaError, SkippedBranchWarning, SourceError, warn_user
 from .expressions import read_with_aliases
+from .handles import OpenFiles
 from .parallel import map_ordered
-from .rootio import Column, Tree, classify, cluster_starts, columns, open_tree
+from .rootio import Column, Tree, classify, cluster_starts, columns, open_tree, warm_vector_reads
 
 __all__ = [
     "DEFAULT_EXCLUDE",
@@ -52,8 +54,16 @@ def alias_column(handle: Tree, name: str, expression: str, where: str) -> Column
     return Column(name, f"= {expression}", f"alias of {shape[0]}", *shape)
 
 
-def _meta(path: str, tree: str, aliases: Mapping[str, str]) -> FileMeta:
-    handle = open_tree(path, tree)
+def _meta(
+    path: str, tree: str, aliases: Mapping[str, str], open_files: OpenFiles | None
+) -> FileMeta:
+    if open_files is None:
+        return _meta_of(open_tree(path, tree), path, tree, aliases)
+    with open_files.tree(path, tree) as handle:
+        return _meta_of(handle, path, tree, aliases)
+
+
+def _meta_of(handle: Tree, path: str, tree: str, aliases: Mapping[str, str]) -> FileMeta:
     found = columns(handle)
     for name, expression in aliases.items():
         found[name] = alias_column(handle, name, expression, f"{path}:{tree}")
@@ -66,25 +76,33 @@ def scan(
     aliases: Mapping[str, Mapping[str, str]] | None = None,
     max_workers: int = 8,
     skipped: dict[str, str] | None = None,
+    open_files: OpenFiles | None = None,
 ) -> list[FileMeta]:
     """Open every file (in parallel, keeping order) and list its tree's columns.
 
     ``aliases`` maps a file to its computed columns ``{name: expression}``.
     With a ``skipped`` dict, unreachable files are recorded there (path ->
-    reason) and left out instead of raising.
+    reason) and left out instead of raising. With ``open_files``, the files
+    are opened there and stay open for the reads that follow. Meanwhile each
+    XRootD server is asked its vector-read limits (`warm_vector_reads`).
     """
     aliases = aliases or {}
 
     def meta(path: str) -> FileMeta | None:
         try:
-            return _meta(path, tree, aliases.get(path, {}))
+            return _meta(path, tree, aliases.get(path, {}), open_files)
         except SourceError as err:
             if skipped is None:
                 raise
             skipped[path] = str(err)
             return None
 
-    return [m for m in map_ordered(meta, files, max_workers) if m is not None]
+    warming = threading.Thread(target=warm_vector_reads, args=(files,), daemon=True)
+    warming.start()
+    try:
+        return [m for m in map_ordered(meta, files, max_workers) if m is not None]
+    finally:
+        warming.join()
 
 
 def aliases_by_file(

@@ -20,6 +20,7 @@ from ..errors import EmptyDataError, SchemaError, SourceError, warn_user
 from .cache import UnitCache, cache_mode
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
 from .expressions import cut_symbols
+from .handles import OpenFiles
 from .measure import check_max_len, compute_specs
 from .parallel import map_ordered
 from .paths import PathLike, expand, file_identity, is_remote
@@ -217,7 +218,14 @@ class DataStream:
         by_label = cast("dict[int, list[str]]", dict(groups)) if label is None else all_files
         aliases_of = aliases_by_file(by_label, aliases)
         skipped = self.report["skipped"] if on_error == "skip" else None
-        metas = {m.path: m for m in scan(all_files, tree, aliases_of, skipped=skipped)}
+        # what the scan opens stays open for the spec and the reader threads; a thread that
+        # finds a file busy opens another handle of it rather than wait (once per stream)
+        threads = max(1, self.max_workers)
+        self._open_files = OpenFiles(max_open=8 * threads, per_file=threads)
+        metas = {
+            m.path: m
+            for m in scan(all_files, tree, aliases_of, skipped=skipped, open_files=self._open_files)
+        }
         groups = [(key, [p for p in paths if p in metas]) for key, paths in groups]
         self.files = [path for _, paths in groups for path in paths]
         if not self.files:
@@ -256,6 +264,7 @@ class DataStream:
             validation_fraction=self.validation_fraction,
             retries=retries,
             cache_dir=None if cache_dir is None else str(cache_dir),
+            open_files=self._open_files,
         )
         self.classes = self._classes()
         self.n_chunks = max(1, math.ceil(self.n_events / self.chunk_size))
@@ -302,6 +311,7 @@ class DataStream:
                 aliases=aliases,
                 progress=progress,
                 client=self.client,
+                open_files=self._open_files,
             )
         if not isinstance(specs, FeatureSpec):
             specs = (
@@ -499,7 +509,8 @@ class DataStream:
     def _produce(self, shuffle_seed: tuple[int, int] | None, partition: bool) -> Iterator[Part]:
         """Chunks in order, reading units ahead (threads or Dask) with bounded read-ahead."""
         if self._cache is not None:
-            self._cache.begin(self._cache_key(), self._file_stamps())
+            for path in self._cache.begin(self._cache_key(), self._file_stamps()):
+                self._open_files.drop(path)  # changed: its open handles read the old file
         orders = self._unit_orders(shuffle_seed)
         chunks = layout(orders, self.n_chunks)
         needed = list(dict.fromkeys((g, s.unit) for chunk in chunks for g, s in chunk))
@@ -691,13 +702,14 @@ class DataStream:
         return StreamPyDataset(self, split, with_mask)
 
     def close(self) -> None:
-        """Stop the reader threads and empty the cache (its folder is removed).
+        """Stop the reader threads, close the files and empty the cache (its folder is removed).
 
         The stream can still be iterated afterwards: it reads the files again.
         """
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._open_files.close()
         if self._cache is not None:
             self._cache.clear()
             self.report["cache"] = self._cache.describe()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import start_xrootd
-from support import stop, world_readable_copy
+from support import restart_xrootd, stop, world_readable_copy
 
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.data import paths
@@ -40,14 +40,16 @@ def many(tmp_path_factory) -> dict[int, list[str]]:
 
 @pytest.fixture
 def xrootd_many(many):
-    """A real XRootD server holding the 16 files (a fresh copy per test: tests delete files)."""
+    """A real XRootD server holding the 16 files (a fresh copy per test: tests delete files):
+    the folder, the sources and a function that kills the server and starts it again."""
     folder = world_readable_copy([*many[1], *many[0]], "mlaas4hep-many-")
     process, url = start_xrootd(folder)
+    servers = [process]
     sources = {k: [f"{url}/{Path(p).name}" for p in paths] for k, paths in many.items()}
     try:
-        yield folder, sources
+        yield folder, sources, lambda: servers.append(restart_xrootd(servers[-1], folder))
     finally:
-        stop(process)
+        stop(servers[-1])
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -142,7 +144,7 @@ def test_a_killed_worker_loses_no_event(client, many):
 
 
 def test_stream_over_xrootd_on_dask(client, xrootd_many, many):
-    _, sources = xrootd_many
+    _, sources, _ = xrootd_many
     kw = {
         "branches": BRANCHES,
         "exclude": (),
@@ -158,7 +160,7 @@ def test_stream_over_xrootd_on_dask(client, xrootd_many, many):
 
 @pytest.mark.parametrize("use_dask", [False, True])
 def test_file_removed_mid_pass_is_named(request, xrootd_many, use_dask):
-    folder, sources = xrootd_many
+    folder, sources, restart = xrootd_many
     client = request.getfixturevalue("client") if use_dask else None
     stream = mn.DataStream(
         sources,
@@ -172,16 +174,17 @@ def test_file_removed_mid_pass_is_named(request, xrootd_many, use_dask):
     )
     chunks = stream.chunks()
     next(chunks)
-    # emptied, then removed: a reader that still holds the file open (a Dask worker
-    # thread keeps the files it read before) fails on it as well as one that reopens it
+    # emptied, removed, and the server restarted: the stream holds its files open, and
+    # a Dask worker thread keeps the files it read before; both must fail on it
     os.truncate(folder / "ttbar_7.root", 0)
     (folder / "ttbar_7.root").unlink()
+    restart()
     with pytest.raises(SourceError, match="ttbar_7.root"):
         list(chunks)
 
 
 def test_skip_leaves_unreachable_files_out_and_lists_them(xrootd_many):
-    folder, sources = xrootd_many
+    folder, sources, restart = xrootd_many
     (folder / "tth_3.root").unlink()
     stream = mn.DataStream(
         sources, branches=BRANCHES, exclude=(), on_error="skip", retries=0, progress=False
@@ -202,13 +205,14 @@ def test_skip_leaves_unreachable_files_out_and_lists_them(xrootd_many):
     chunks = stream.chunks()
     seen = len(next(chunks)[2])
     (folder / "ttbar_6.root").unlink()
+    restart()
     seen += sum(len(y) for _, _, y in chunks)
     assert sources[0][6] in stream.report["skipped"]
     assert seen < 6000
 
 
 def test_cache_dir_keeps_remote_files(xrootd_many, tmp_path):
-    folder, sources = xrootd_many
+    folder, sources, _ = xrootd_many
     stream = mn.DataStream(
         sources,
         branches=BRANCHES,
@@ -225,7 +229,7 @@ def test_cache_dir_keeps_remote_files(xrootd_many, tmp_path):
 
 
 def test_redirector_prefixes_logical_file_names(xrootd_many):
-    folder, sources = xrootd_many
+    folder, sources, _ = xrootd_many
     prefix, store = sources[1][0].split(str(folder))[0], str(folder)
     logical = store + "/tth_0.root"
     assert paths.expand("/store/x.root", "root://host.cern.ch") == [
