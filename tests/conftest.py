@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import support
 from support import free_port, stop, wait_for_port, world_readable_copy
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.data import rootio
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -134,3 +136,17 @@ def data_mirror(shared_data, tmp_path, monkeypatch) -> HTTPServer:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def opens(monkeypatch) -> collections.Counter[str]:
+    """The files opened from now on, by path (every open of the data layer goes through it)."""
+    counted: collections.Counter[str] = collections.Counter()
+    real = rootio.open_file
+
+    def counting(path, *args, **kwargs):
+        counted[path] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(rootio, "open_file", counting)
+    return counted

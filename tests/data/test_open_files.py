@@ -14,20 +14,6 @@ from mlaas4hep_nb.data.handles import OpenFiles
 from mlaas4hep_nb.errors import SchemaError, SourceError
 
 
-@pytest.fixture
-def opens(monkeypatch) -> collections.Counter[str]:
-    """The files opened from now on, by path (every open of the data layer goes through it)."""
-    counted: collections.Counter[str] = collections.Counter()
-    real = rootio.open_file
-
-    def counting(path, *args, **kwargs):
-        counted[path] += 1
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(rootio, "open_file", counting)
-    return counted
-
-
 def lend_from_threads(files: OpenFiles, path: str, threads: int = 6, times: int = 20):
     """Borrow ``path`` from several threads at once: the most holders of one handle at a
     time, the most handles lent at a time, and the values each read got."""

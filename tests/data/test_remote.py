@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from conftest import start_xrootd
 from support import DelayProxy, free_port, stop, world_readable_copy
 
 import mlaas4hep_nb as mn
-from mlaas4hep_nb.data import rootio
 from mlaas4hep_nb.errors import SourceError
 
 
@@ -100,20 +98,6 @@ def test_xrootd_works_after_tensorflow_was_imported(xrootd_url):
 
 
 # --- files opened once per stream, and shared by its threads --------------------------------
-
-
-@pytest.fixture
-def opens(monkeypatch) -> collections.Counter[str]:
-    """The files opened from now on, by path (every open of the data layer goes through it)."""
-    counted: collections.Counter[str] = collections.Counter()
-    real = rootio.open_file
-
-    def counting(path, *args, **kwargs):
-        counted[path] += 1
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(rootio, "open_file", counting)
-    return counted
 
 
 @pytest.fixture
