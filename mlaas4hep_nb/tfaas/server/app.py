@@ -40,6 +40,7 @@ from .model import BundleError, ServedModel
 from .openapi import openapi_schema
 from .payload import as_rows, check_width, decode_json
 from .registry import ModelRegistry
+from .stats import InferenceStats
 from .upload import stage_form, stage_tarball
 
 if TYPE_CHECKING:
@@ -136,6 +137,9 @@ class TFaaSApp:
         freeze_gc: bool = False,
         sync_interval: float | None = None,
         predict_threads: int = 4,
+        grpc_port: int | None = None,
+        grpc_host: str = "127.0.0.1",
+        grpc_reuse_port: bool = False,
     ) -> None:
         self.registry = ModelRegistry(model_dir)
         self.token = token.encode() if token else None
@@ -150,6 +154,10 @@ class TFaaSApp:
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
         self._batch_executor = self.executor if predict_threads > 0 else None
         self._batchers: dict[str, tuple[ServedModel, MicroBatcher]] = {}
+        self.stats = InferenceStats()
+        self.grpc_port = grpc_port  # the bound port once serving (0 asks for a free one)
+        self._grpc_host = grpc_host
+        self._grpc_reuse_port = grpc_reuse_port
         self.started = time.time()
         self.get_requests = 0
         self.post_requests = 0
@@ -211,6 +219,13 @@ class TFaaSApp:
         names = await run_in_threadpool(self.registry.load_all)
         log.info("serving %d models from %s: %s", len(names), self.registry.root, names)
         self._settle()
+        grpc_server = None
+        if self.grpc_port is not None:
+            from .grpc_server import start_grpc
+
+            grpc_server, self.grpc_port = await start_grpc(
+                self, self._grpc_host, self.grpc_port, self._grpc_reuse_port
+            )
         sync = None
         if self.sync_interval:
             sync = asyncio.get_running_loop().create_task(self._sync_loop())
@@ -219,6 +234,8 @@ class TFaaSApp:
         finally:
             if sync is not None:
                 sync.cancel()
+            if grpc_server is not None:
+                await grpc_server.stop(2)
             self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _sync_loop(self) -> None:
@@ -248,6 +265,32 @@ class TFaaSApp:
             self._batchers[model.name] = entry
         return entry[1]
 
+    def batcher_of(self, name: str) -> MicroBatcher | None:
+        """The micro-batcher serving ``name`` now, if it served a request yet."""
+        entry = self._batchers.get(name)
+        return entry[1] if entry is not None else None
+
+    async def predict(
+        self, model: ServedModel, x: np.ndarray, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The outputs for the rows ``x``, counted in `stats`.
+
+        They go through the model's micro-batcher; with a ``mask``, through
+        ``serving_with_mask`` in a call of their own.
+        """
+        started = time.perf_counter_ns()
+        try:
+            if mask is None:
+                y = await self._batcher(model)(x)
+            else:
+                loop = asyncio.get_running_loop()
+                y = await loop.run_in_executor(self.executor, model.predict_masked, x, mask)
+        except BaseException:
+            self.stats.record(model.name, len(x), started, ok=False)
+            raise
+        self.stats.record(model.name, len(x), started, ok=True)
+        return y
+
     async def _request_error(self, request: Request, err: RequestError) -> Response:
         return _json({"error": err.message}, err.status)
 
@@ -276,7 +319,7 @@ class TFaaSApp:
             x = request.x  # None for raw events: decode_json sets either x or events
             if x is not None:
                 check_width(x, model.n_features, model.name)
-                y = await self._batcher(model)(x)
+                y = await self.predict(model, x)
                 out = y if request.batched else y[0]
             else:
                 out = await self._predict_events(model, request.events)
@@ -299,7 +342,7 @@ class TFaaSApp:
 
     async def _predict_rows(self, model: ServedModel, x: np.ndarray) -> np.ndarray:
         check_width(x, model.n_features, model.name)
-        return await self._batcher(model)(x)
+        return await self.predict(model, x)
 
     async def predict_json_route(self, request: Request) -> Response:
         # reached only when the ASGI fast path is bypassed (a mounted sub-app)
@@ -461,6 +504,7 @@ class TFaaSApp:
             raise RequestError(400, "name the model to delete: /delete/NAME or the field 'model'")
         await run_in_threadpool(self.registry.delete, name)
         self._batchers.pop(name, None)
+        self.stats.forget(name)
         return _json({"name": name, "status": "deleted"})
 
     async def models(self, request: Request) -> Response:
@@ -555,6 +599,12 @@ def create_app(model_dir: str | os.PathLike, **options: Any) -> TFaaSApp:
         garbage collector's scans (for a dedicated server process).
     sync_interval : seconds between scans of ``model_dir`` for models that
         other worker processes uploaded or deleted (None: no scans).
+    grpc_port : also serve gRPC (KServe v2 with Triton's extras, and TF
+        Serving's PredictionService) on this port, in the same event loop;
+        None: no gRPC, 0: a free port (``app.grpc_port`` tells which).
+    grpc_host : the address the gRPC port listens on.
+    grpc_reuse_port : bind the gRPC port with SO_REUSEPORT, for worker
+        processes that share it; off, a port in use fails the start.
     """
     return TFaaSApp(model_dir, **options)
 
