@@ -8,7 +8,12 @@ process) on 127.0.0.1:
 1. single-row JSON requests (upstream's format) at concurrency 100;
 2. 1,000-row batch requests at concurrency 4 (rows per second);
 3. for context, endpoints that return a constant: bare Starlette under stock
-   uvicorn settings, and a bare ASGI app under the server's own settings.
+   uvicorn settings, and a bare ASGI app under the server's own settings;
+4. single-row KServe v2 gRPC ``ModelInfer`` requests (raw_input_contents, as
+   tritonclient and CMSSW's SONIC send them) at concurrency 100 (10 HTTP/2
+   connections of 10 streams), from ``h2load``: a load generator in C like
+   wrk, so that the client's cost does not hide the server's on a small
+   machine (a Python gRPC client needs about a core for 5,000 req/s).
 
 Each load runs for ``--seconds`` (default 10) after a short warm-up. With
 ``--models N``, the model dir also holds N - 1 small models (8x16x1): the
@@ -16,9 +21,9 @@ script reports the server's start-up time (until every model is served) and
 resident memory against a server with the benchmark network alone, and the
 loads run on the benchmark network while the other models sit idle.
 
-    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--models 100]
+    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--skip-grpc] [--models 100]
 
-``wrk`` comes from Debian (``apt-get install wrk``).
+``wrk`` and ``h2load`` come from Debian (``apt-get install wrk nghttp2-client``).
 """
 
 from __future__ import annotations
@@ -117,11 +122,13 @@ def add_small_models(folder: Path, count: int) -> None:
         (copy / "params.json").write_text(json.dumps({**params, "name": copy.name}))
 
 
-def start_server(models: Path) -> tuple[subprocess.Popen, str, float]:
+def start_server(models: Path, grpc_port: int | None = None) -> tuple[subprocess.Popen, str, float]:
     """``mlaas4hep-nb serve`` on the model dir; its URL and the seconds until it served."""
     port = free_port()
     command = [sys.executable, "-m", "mlaas4hep_nb.cli", "serve", "--port", str(port),
                "--model-dir", str(models)]  # fmt: skip
+    if grpc_port is not None:
+        command += ["--grpc-port", str(grpc_port)]
     start = time.perf_counter()
     server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -165,6 +172,59 @@ def load(url: str, body: Path, connections: int, seconds: float, threads: int) -
     return run_wrk(url, body, connections, seconds, threads)
 
 
+def grpc_failures(target: str) -> int:
+    """The server's count of failed requests for the model ``bench`` (ModelStatistics)."""
+    import grpc
+
+    from mlaas4hep_nb.tfaas.server.protos import grpc_service_pb2 as pb
+
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelStatistics",
+            request_serializer=pb.ModelStatisticsRequest.SerializeToString,
+            response_deserializer=pb.ModelStatisticsResponse.FromString,
+        )
+        stats = call(pb.ModelStatisticsRequest(name="bench")).model_stats[0].inference_stats
+    return stats.fail.count
+
+
+def grpc_single_row(port: int, row: np.ndarray, tmp: Path, seconds: float) -> dict:
+    """h2load sending one-row ModelInfer requests at concurrency 100 (10 connections x 10 streams).
+
+    h2load sees only HTTP statuses, and a gRPC error is an HTTP 200 whose
+    trailer says so: the errors are the server's failed requests
+    (ModelStatistics; the requests that h2load cuts at the end are cancels,
+    not failures) and those h2load saw fail.
+    """
+    from mlaas4hep_nb.tfaas.server.protos import grpc_service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="bench", raw_input_contents=[row.tobytes()])
+    request.inputs.add(name="inputs", datatype="FP32", shape=[1, len(row)])
+    message = request.SerializeToString()
+    body = tmp / "infer.grpc"
+    body.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)  # gRPC's framing
+    log = tmp / "h2load.log"
+    url = f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"
+    command = [
+        "h2load", "-c10", "-m10", "-t1", f"-D{max(1, round(seconds))}", "--warm-up-time=1",
+        "-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers",
+        f"--log-file={log}", url,
+    ]  # fmt: skip
+    before = grpc_failures(f"127.0.0.1:{port}")
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    fail = grpc_failures(f"127.0.0.1:{port}") - before
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    # columns: start (us since the epoch), HTTP status, microseconds until the response ended
+    times = np.loadtxt(log, usecols=2, ndmin=1) / 1e3
+    return {
+        "req_s": float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1)),
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "requests": int(done.group(1)),
+        "errors": fail + int(done.group(1)) - int(done.group(2)),
+    }
+
+
 def line(what: str, f: dict, rows: int = 1) -> str:
     rate = f"{f['req_s']:>9,.0f} req/s" + (
         f"  {f['req_s'] * rows:>11,.0f} rows/s" if rows > 1 else ""
@@ -181,9 +241,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--skip-bare", action="store_true", help="skip the constant endpoints")
     parser.add_argument("--models", type=int, default=1, help="models in the model dir")
+    parser.add_argument("--skip-grpc", action="store_true", help="skip the gRPC load (h2load)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 1
+    grpc_port = None if args.skip_grpc else free_port()
+    if grpc_port is not None and shutil.which("h2load") is None:
+        print("h2load not found: apt-get install nghttp2-client (or --skip-grpc)", file=sys.stderr)
         return 1
     load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -207,7 +272,7 @@ def main() -> int:
             server.terminate()
             server.wait(30)
             add_small_models(models, args.models - 1)
-        server, url, started = start_server(models)
+        server, url, started = start_server(models, grpc_port)
         processes.append(server)
         check = requests.post(url + "/json", data=single.read_bytes(), timeout=30)
         check.raise_for_status()
@@ -226,6 +291,9 @@ def main() -> int:
         print(line("TFaaS /json, 1 row, c=100", results["single"]), flush=True)
         results["batch"] = load(url + "/json", batch, 4, args.seconds, args.threads)
         print(line("TFaaS /json, 1000 rows, c=4", results["batch"], 1000), flush=True)
+        if grpc_port is not None:
+            results["grpc"] = grpc_single_row(grpc_port, x[0], tmp, args.seconds)
+            print(line("gRPC v2 ModelInfer, 1 row, c=100", results["grpc"]), flush=True)
         batches = requests.get(url + "/status", timeout=10).json()["batches"]["bench"]
         server.terminate()
         server.wait(30)
@@ -251,6 +319,10 @@ def main() -> int:
         if bare_rate:
             print(f"single-row: {single_rate / bare_rate:.0%} of the bare ASGI endpoint's rate")
         print(f"batches: {results['batch']['req_s'] * 1000:,.0f} rows/s (target 500,000)")
+        if grpc_port is not None:
+            grpc_rate = results["grpc"]["req_s"]
+            print(f"gRPC single-row: {grpc_rate / single_rate:.2f}x the /json rate in this run "
+                  f"(target >= 1, p99 <= 4 ms on an idle machine)")  # fmt: skip
         print("load average (1 min) before and after: "
               f"{load_before:.2f}, {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(f"reproduce: python benchmarks/bench_serve.py --seconds {args.seconds:g}")

@@ -285,7 +285,7 @@ class TFaaSApp:
             else:
                 loop = asyncio.get_running_loop()
                 y = await loop.run_in_executor(self.executor, model.predict_masked, x, mask)
-        except BaseException:
+        except Exception:  # not a cancel: a client that went away is no failure of the model
             self.stats.record(model.name, len(x), started, ok=False)
             raise
         self.stats.record(model.name, len(x), started, ok=True)
