@@ -7,6 +7,8 @@ process) on 127.0.0.1:
 
 1. single-row JSON requests (upstream's format) at concurrency 100;
 2. 1,000-row batch requests at concurrency 4 (rows per second);
+2b. the same batches as Open Inference v2 requests with binary tensor data
+   (Triton's extension, as ``tritonclient.http`` sends them), binary answers;
 3. for context, endpoints that return a constant: bare Starlette under stock
    uvicorn settings, and a bare ASGI app under the server's own settings.
 
@@ -16,7 +18,7 @@ script reports the server's start-up time (until every model is served) and
 resident memory against a server with the benchmark network alone, and the
 loads run on the benchmark network while the other models sit idle.
 
-    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--models 100]
+    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--models 100] [--skip-v2-binary]
 
 ``wrk`` comes from Debian (``apt-get install wrk``).
 """
@@ -81,6 +83,7 @@ local f = io.open("{body}", "rb")
 wrk.body = f:read("*all")
 f:close()
 """
+LUA_HEADER = 'wrk.headers["{name}"] = "{value}"\n'
 
 
 def make_bundle(folder: Path) -> Path:
@@ -138,9 +141,12 @@ def rss_mib(process: subprocess.Popen) -> float:
     return psutil.Process(process.pid).memory_info().rss / 2**20
 
 
-def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
+def run_wrk(
+    url: str, body: Path, connections: int, seconds: float, threads: int, headers=None
+) -> dict:
     script = body.with_suffix(".lua")
-    script.write_text(LUA.format(body=body))
+    extra = "".join(LUA_HEADER.format(name=k, value=v) for k, v in (headers or {}).items())
+    script.write_text(LUA.format(body=body) + extra)
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
         "--timeout", "5s", "-s", str(script), url,
@@ -160,9 +166,31 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int
     return figures
 
 
-def load(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
-    run_wrk(url, body, connections, 1, threads)  # warm-up: TF graphs, batcher, connections
-    return run_wrk(url, body, connections, seconds, threads)
+def load(
+    url: str, body: Path, connections: int, seconds: float, threads: int, headers=None
+) -> dict:
+    run_wrk(url, body, connections, 1, threads, headers)  # warm-up: TF, batcher, connections
+    return run_wrk(url, body, connections, seconds, threads, headers)
+
+
+def bench_v2_binary(url: str, tmp: Path, x: np.ndarray, seconds: float, threads: int) -> dict:
+    """The batch load as Open Inference v2 requests with binary tensor data, binary answers."""
+    raw = x.astype("<f4").tobytes()
+    tensor = {"name": "inputs", "datatype": "FP32", "shape": list(x.shape),
+              "parameters": {"binary_data_size": len(raw)}}  # fmt: skip
+    header = orjson.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}})
+    headers = {"Content-Type": "application/octet-stream",
+               "Inference-Header-Content-Length": str(len(header))}  # fmt: skip
+    body = tmp / "v2-binary.bin"
+    body.write_bytes(header + raw)
+    answer = requests.post(url + "/v2/models/bench/infer", data=body.read_bytes(),
+                           headers=headers, timeout=30)  # fmt: skip
+    answer.raise_for_status()
+    size = int(answer.headers["Inference-Header-Content-Length"])
+    by_json = requests.post(url + "/json", json={"values": x[:3].tolist(), "model": "bench"})
+    y = np.frombuffer(answer.content[size:], dtype="<f4")
+    np.testing.assert_allclose(y[:3], np.ravel(by_json.json()), atol=1e-5)
+    return load(url + "/v2/models/bench/infer", body, 4, seconds, threads, headers)
 
 
 def line(what: str, f: dict, rows: int = 1) -> str:
@@ -181,6 +209,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--skip-bare", action="store_true", help="skip the constant endpoints")
     parser.add_argument("--models", type=int, default=1, help="models in the model dir")
+    parser.add_argument("--skip-v2-binary", action="store_true", help="skip the v2 binary batches")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
@@ -226,6 +255,9 @@ def main() -> int:
         print(line("TFaaS /json, 1 row, c=100", results["single"]), flush=True)
         results["batch"] = load(url + "/json", batch, 4, args.seconds, args.threads)
         print(line("TFaaS /json, 1000 rows, c=4", results["batch"], 1000), flush=True)
+        if not args.skip_v2_binary:
+            results["v2_binary"] = bench_v2_binary(url, tmp, x, args.seconds, args.threads)
+            print(line("v2 binary, 1000 rows, c=4", results["v2_binary"], 1000), flush=True)
         batches = requests.get(url + "/status", timeout=10).json()["batches"]["bench"]
         server.terminate()
         server.wait(30)
@@ -251,6 +283,10 @@ def main() -> int:
         if bare_rate:
             print(f"single-row: {single_rate / bare_rate:.0%} of the bare ASGI endpoint's rate")
         print(f"batches: {results['batch']['req_s'] * 1000:,.0f} rows/s (target 500,000)")
+        if "v2_binary" in results:
+            ratio = results["v2_binary"]["req_s"] / results["batch"]["req_s"]
+            print(f"v2 binary batches: {results['v2_binary']['req_s'] * 1000:,.0f} rows/s = "
+                  f"{ratio:.2f}x the JSON batches (target 1.5x)")  # fmt: skip
         print("load average (1 min) before and after: "
               f"{load_before:.2f}, {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(f"reproduce: python benchmarks/bench_serve.py --seconds {args.seconds:g}")

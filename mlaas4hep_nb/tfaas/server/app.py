@@ -3,9 +3,9 @@
 Upstream TFaaS routes (``/upload``, ``/json``, ``/proto``, ``/image``, ``/models``,
 ``/delete``, ``/params``, ``/status``), TF Serving REST (``/v1``, see
 `tf_serving`), Open Inference Protocol v2 (``/v2``, see `v2` and `v2_rest`)
-and ``/openapi.json``. ``POST /json`` (and
-``/predict/json``) is answered by a plain ASGI path that skips the router:
-it is the route that takes the load. Everything else goes through Starlette.
+and ``/openapi.json``. ``POST /json`` (and ``/predict/json``) is answered by
+a plain ASGI path that skips the router: it is the route that takes the
+load. Everything else goes through Starlette.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ ENV_OPTIONS = "MLAAS4HEP_NB_SERVE_OPTIONS"
 _JSON_PATHS = frozenset(("/json", "/predict/json"))
 _OPEN_PATHS = frozenset(("/v2/health/live", "/v2/health/ready", "/openapi.json"))
 _GUARDED_POSTS = frozenset(("/upload", "/bundle", "/params"))
-_GP = ["GET", "POST"]
+_GET_POST = ["GET", "POST"]
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 # the v2 extensions that work here (Triton's names)
 V2_EXTENSIONS = ["binary_tensor_data", "model_configuration"]
@@ -559,9 +559,11 @@ class TFaaSApp:
             Route("/delete/{name}", self.delete, methods=["DELETE"]),
             Route("/v1/models/{target}", self.tf_serving, methods=["GET", "POST"]),
             Route("/v1/models/{name}/metadata", self.tf_serving_metadata, methods=["GET"]),
-            Route("/v1/models/{name}/versions/{target}", self.tf_serving_version, methods=_GP),
+            Route(
+                "/v1/models/{name}/versions/{target}", self.tf_serving_version, methods=_GET_POST
+            ),
             Route("/v1/models/{name}/versions/{version}/metadata", self.tf_serving_metadata),
-            Route("/v1/models/{name}/labels/{target}", self.tf_serving_label, methods=_GP),
+            Route("/v1/models/{name}/labels/{target}", self.tf_serving_label, methods=_GET_POST),
             Route("/v1/models/{name}/labels/{label}/metadata", self.tf_serving_metadata),
             Route("/v2", self.v2_server, methods=["GET"]),
             Route("/v2/health/live", self.v2_live, methods=["GET"]),
