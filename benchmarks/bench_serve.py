@@ -7,6 +7,8 @@ process) on 127.0.0.1:
 
 1. single-row JSON requests (upstream's format) at concurrency 100;
 2. 1,000-row batch requests at concurrency 4 (rows per second);
+2b. the same batches as Open Inference v2 requests with binary tensor data
+   (Triton's extension, as ``tritonclient.http`` sends them), binary answers;
 3. for context, endpoints that return a constant: bare Starlette under stock
    uvicorn settings, and a bare ASGI app under the server's own settings;
 4. single-row KServe v2 gRPC ``ModelInfer`` requests (raw_input_contents, as
@@ -21,7 +23,8 @@ script reports the server's start-up time (until every model is served) and
 resident memory against a server with the benchmark network alone, and the
 loads run on the benchmark network while the other models sit idle.
 
-    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--skip-grpc] [--models 100]
+    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--models 100] [--skip-v2-binary]
+        [--skip-grpc]
 
 ``wrk`` and ``h2load`` come from Debian (``apt-get install wrk nghttp2-client``).
 """
@@ -86,6 +89,7 @@ local f = io.open("{body}", "rb")
 wrk.body = f:read("*all")
 f:close()
 """
+LUA_HEADER = 'wrk.headers["{name}"] = "{value}"\n'
 
 
 def make_bundle(folder: Path) -> Path:
@@ -145,9 +149,12 @@ def rss_mib(process: subprocess.Popen) -> float:
     return psutil.Process(process.pid).memory_info().rss / 2**20
 
 
-def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
+def run_wrk(
+    url: str, body: Path, connections: int, seconds: float, threads: int, headers=None
+) -> dict:
     script = body.with_suffix(".lua")
-    script.write_text(LUA.format(body=body))
+    extra = "".join(LUA_HEADER.format(name=k, value=v) for k, v in (headers or {}).items())
+    script.write_text(LUA.format(body=body) + extra)
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
         "--timeout", "5s", "-s", str(script), url,
@@ -167,9 +174,31 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int
     return figures
 
 
-def load(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
-    run_wrk(url, body, connections, 1, threads)  # warm-up: TF graphs, batcher, connections
-    return run_wrk(url, body, connections, seconds, threads)
+def load(
+    url: str, body: Path, connections: int, seconds: float, threads: int, headers=None
+) -> dict:
+    run_wrk(url, body, connections, 1, threads, headers)  # warm-up: TF, batcher, connections
+    return run_wrk(url, body, connections, seconds, threads, headers)
+
+
+def bench_v2_binary(url: str, tmp: Path, x: np.ndarray, seconds: float, threads: int) -> dict:
+    """The batch load as Open Inference v2 requests with binary tensor data, binary answers."""
+    raw = x.astype("<f4").tobytes()
+    tensor = {"name": "inputs", "datatype": "FP32", "shape": list(x.shape),
+              "parameters": {"binary_data_size": len(raw)}}  # fmt: skip
+    header = orjson.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}})
+    headers = {"Content-Type": "application/octet-stream",
+               "Inference-Header-Content-Length": str(len(header))}  # fmt: skip
+    body = tmp / "v2-binary.bin"
+    body.write_bytes(header + raw)
+    answer = requests.post(url + "/v2/models/bench/infer", data=body.read_bytes(),
+                           headers=headers, timeout=30)  # fmt: skip
+    answer.raise_for_status()
+    size = int(answer.headers["Inference-Header-Content-Length"])
+    by_json = requests.post(url + "/json", json={"values": x[:3].tolist(), "model": "bench"})
+    y = np.frombuffer(answer.content[size:], dtype="<f4")
+    np.testing.assert_allclose(y[:3], np.ravel(by_json.json()), atol=1e-5)
+    return load(url + "/v2/models/bench/infer", body, 4, seconds, threads, headers)
 
 
 def grpc_failures(target: str) -> int:
@@ -241,6 +270,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--skip-bare", action="store_true", help="skip the constant endpoints")
     parser.add_argument("--models", type=int, default=1, help="models in the model dir")
+    parser.add_argument("--skip-v2-binary", action="store_true", help="skip the v2 binary batches")
     parser.add_argument("--skip-grpc", action="store_true", help="skip the gRPC load (h2load)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -291,6 +321,9 @@ def main() -> int:
         print(line("TFaaS /json, 1 row, c=100", results["single"]), flush=True)
         results["batch"] = load(url + "/json", batch, 4, args.seconds, args.threads)
         print(line("TFaaS /json, 1000 rows, c=4", results["batch"], 1000), flush=True)
+        if not args.skip_v2_binary:
+            results["v2_binary"] = bench_v2_binary(url, tmp, x, args.seconds, args.threads)
+            print(line("v2 binary, 1000 rows, c=4", results["v2_binary"], 1000), flush=True)
         if grpc_port is not None:
             results["grpc"] = grpc_single_row(grpc_port, x[0], tmp, args.seconds)
             print(line("gRPC v2 ModelInfer, 1 row, c=100", results["grpc"]), flush=True)
@@ -319,6 +352,10 @@ def main() -> int:
         if bare_rate:
             print(f"single-row: {single_rate / bare_rate:.0%} of the bare ASGI endpoint's rate")
         print(f"batches: {results['batch']['req_s'] * 1000:,.0f} rows/s (target 500,000)")
+        if "v2_binary" in results:
+            ratio = results["v2_binary"]["req_s"] / results["batch"]["req_s"]
+            print(f"v2 binary batches: {results['v2_binary']['req_s'] * 1000:,.0f} rows/s = "
+                  f"{ratio:.2f}x the JSON batches (target 1.5x)")  # fmt: skip
         if grpc_port is not None:
             grpc_rate = results["grpc"]["req_s"]
             print(f"gRPC single-row: {grpc_rate / single_rate:.2f}x the /json rate in this run "

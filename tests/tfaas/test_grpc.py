@@ -371,7 +371,10 @@ def test_tf_serving_errors(tf_serving, apis):
     )
     versioned = predict_request(apis, "alpha", {"inputs": x})
     versioned.model_spec.version.value = 2
-    tf_refused(lambda: tf_serving.Predict(versioned), code.NOT_FOUND, "no version 2")
+    tf_refused(lambda: tf_serving.Predict(versioned), code.NOT_FOUND, "no version '2'")
+    labelled = predict_request(apis, "alpha", {"inputs": x})
+    labelled.model_spec.version_label = "stable"
+    tf_refused(lambda: tf_serving.Predict(labelled), code.INVALID_ARGUMENT, "Unrecognized servable")
     tf_refused(
         lambda: tf_serving.Predict(predict_request(apis, "alpha", {"inputs": x}, "serve_me")),
         code.INVALID_ARGUMENT,

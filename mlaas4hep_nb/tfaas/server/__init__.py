@@ -20,6 +20,11 @@ Decoding requests:
     payload.py        ``/json`` bodies -> float32 rows (simdjson, no Python floats)
     proto.py          upstream's ``tfaaspb`` protobuf messages for ``/proto``
     image.py          ``/image``: decode, resize and classify an image
+    v2.py             Open Inference v2 semantics: tensors, names, shapes, metadata
+                      (protocol-neutral, for every v2 front end)
+    v2_rest.py        v2 over HTTP: JSON bodies and Triton's binary tensor data
+    tf_serving.py     TF Serving REST: predict bodies, versions, labels, metadata
+    coding.py         gzip and deflate bodies (Content-Encoding, Accept-Encoding)
 Running models:
     batching.py       MicroBatcher: concurrent requests -> one model call
     stats.py          InferenceStats: requests, time and rows per model (Triton's statistics)

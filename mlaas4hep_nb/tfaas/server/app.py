@@ -1,10 +1,11 @@
 """The TFaaS-compatible ASGI application.
 
 Upstream TFaaS routes (``/upload``, ``/json``, ``/proto``, ``/image``, ``/models``,
-``/delete``, ``/params``, ``/status``), TF Serving REST (``/v1``), Open
-Inference Protocol v2 (``/v2``) and ``/openapi.json``. ``POST /json`` (and
-``/predict/json``) is answered by a plain ASGI path that skips the router:
-it is the route that takes the load. Everything else goes through Starlette.
+``/delete``, ``/params``, ``/status``), TF Serving REST (``/v1``, see
+`tf_serving`), Open Inference Protocol v2 (``/v2``, see `v2` and `v2_rest`)
+and ``/openapi.json``. ``POST /json`` (and ``/predict/json``) is answered by
+a plain ASGI path that skips the router: it is the route that takes the
+load. Everything else goes through Starlette.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from starlette.routing import Route
 
 from ..errors import RequestError
 from ..names import SERVER_NAME
+from . import tf_serving as v1
+from . import v2
 from .batching import MicroBatcher
+from .coding import MIN_COMPRESSED, answer_coding, decode_body, encode_body
 from .host import host_status
 from .model import BundleError, ServedModel
 from .openapi import openapi_schema
@@ -42,6 +46,7 @@ from .payload import as_rows, check_width, decode_json
 from .registry import ModelRegistry
 from .stats import InferenceStats
 from .upload import stage_form, stage_tarball
+from .v2_rest import HEADER_LENGTH, decode_request, encode_answer
 
 if TYPE_CHECKING:
     from starlette.types import ExceptionHandler
@@ -55,7 +60,10 @@ ENV_OPTIONS = "MLAAS4HEP_NB_SERVE_OPTIONS"
 _JSON_PATHS = frozenset(("/json", "/predict/json"))
 _OPEN_PATHS = frozenset(("/v2/health/live", "/v2/health/ready", "/openapi.json"))
 _GUARDED_POSTS = frozenset(("/upload", "/bundle", "/params"))
+_GET_POST = ["GET", "POST"]
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+# the v2 extensions that work here (Triton's names)
+V2_EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 
 
 def __dir__() -> list[str]:
@@ -109,10 +117,6 @@ async def _request_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"the request body is larger than the limit of {limit} bytes")
     return await _receive_body(request.receive, limit)
-
-
-def _tensor(name: str, width: int | None) -> dict:
-    return {"name": name, "datatype": "FP32", "shape": [-1, width or -1]}
 
 
 def _replay(body: bytes):
@@ -303,8 +307,14 @@ class TFaaSApp:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=err)
         return _json({"error": f"internal server error: {type(err).__name__}"}, 500)
 
-    async def _json_body(self, request: Request) -> Any:
+    async def _body(self, request: Request) -> bytes:
+        """The request body, decoded from its Content-Encoding (gzip, deflate)."""
         body = await _request_body(request, self.max_upload)
+        coding = request.headers.get("content-encoding")
+        return body if coding is None else decode_body(body, coding, self.max_upload)
+
+    async def _json_body(self, request: Request) -> Any:
+        body = await self._body(request)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as err:
@@ -379,80 +389,95 @@ class TFaaSApp:
 
     async def tf_serving(self, request: Request) -> Response:
         name, _, verb = request.path_params["target"].partition(":")
-        if request.method == "GET":
-            if verb:
-                raise RequestError(404, f"unknown route {request.url.path}")
-            self.registry.get(name)
-            status = {"error_code": "OK", "error_message": ""}
-            return _json(
-                {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": status}]}
-            )
-        if verb != "predict":
+        return await self._tf_serving(request, name, verb)
+
+    async def tf_serving_version(self, request: Request) -> Response:
+        version, _, verb = request.path_params["target"].partition(":")
+        return await self._tf_serving(request, request.path_params["name"], verb, version=version)
+
+    async def tf_serving_label(self, request: Request) -> Response:
+        label, _, verb = request.path_params["target"].partition(":")
+        return await self._tf_serving(request, request.path_params["name"], verb, label=label)
+
+    async def _tf_serving(
+        self,
+        request: Request,
+        name: str,
+        verb: str,
+        version: str | None = None,
+        label: str | None = None,
+    ) -> Response:
+        if request.method == "GET" and verb:
+            raise RequestError(404, f"unknown route {request.url.path}")
+        if request.method == "POST" and verb != "predict":
             raise RequestError(404, f"unknown verb {verb!r}; use /v1/models/{name}:predict")
         model = self.registry.get(name)
-        body = await self._json_body(request)
-        if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-            raise RequestError(400, 'send an object with either "instances" or "inputs"')
-        key = "instances" if "instances" in body else "inputs"
-        data = body[key]
-        if isinstance(data, dict) and len(data) == 1:  # {"inputs": {"inputs": [...]}}
-            data = next(iter(data.values()))
-        if isinstance(data, list) and data and all(isinstance(i, dict) for i in data):
-            if any(len(instance) != 1 for instance in data):
-                raise RequestError(400, "each instance object must hold the one input")
-            data = [next(iter(instance.values())) for instance in data]
-        y = await self._predict_rows(model, as_rows(data, key))
-        return _json({"predictions" if key == "instances" else "outputs": y})
+        v1.check_selector(model, version, label)
+        if request.method == "GET":
+            return _json(v1.status())
+        predict = v1.predict_request(model, await self._json_body(request))
+        if predict.signature == model.signature_name:
+            y = await self._predict_rows(model, predict.inputs[model.input_name])
+        else:
+            loop = asyncio.get_running_loop()
+            run = model.run_signature
+            y = await loop.run_in_executor(self.executor, run, predict.signature, predict.inputs)
+        return _json({predict.key: y})
+
+    async def tf_serving_metadata(self, request: Request) -> Response:
+        params = request.path_params
+        model = self.registry.get(params["name"])
+        v1.check_selector(model, params.get("version"), params.get("label"))
+        return _json(v1.model_metadata(model))
+
+    def _v2_model(self, request: Request) -> ServedModel:
+        model = self.registry.get(request.path_params["name"])
+        v2.check_version(model, request.path_params.get("version"))
+        return model
 
     async def v2_infer(self, request: Request) -> Response:
-        model = self.registry.get(request.path_params["name"])
-        body = await self._json_body(request)
-        inputs = body.get("inputs") if isinstance(body, dict) else None
-        if not (isinstance(inputs, list) and inputs and all(isinstance(i, dict) for i in inputs)):
-            raise RequestError(400, '"inputs" must be a non-empty list of tensor objects')
-        tensor = next((i for i in inputs if i.get("name") == model.input_name), inputs[0])
-        shape, data = tensor.get("shape"), tensor.get("data")
-        if not (
-            isinstance(shape, list)
-            and 1 <= len(shape) <= 2
-            and all(type(d) is int and d > 0 for d in shape)
-        ):
-            raise RequestError(400, '"shape" must be [rows, n] or [n] with positive sizes')
-        x = as_rows(data, "data").reshape(-1)
-        if x.size != int(np.prod(shape)):
-            raise RequestError(400, f'"data" holds {x.size} numbers; shape {shape} needs more')
-        y = await self._predict_rows(model, x.reshape(1 if len(shape) == 1 else shape[0], -1))
-        output = {
-            "name": model.output_name,
-            "datatype": "FP32",
-            "shape": list(y.shape),
-            "data": y.reshape(-1),
-        }
-        out = {"model_name": model.name, "model_version": "1", "outputs": [output]}
-        if isinstance(body.get("id"), str):
-            out["id"] = body["id"]
-        return _json(out)
+        model = self._v2_model(request)
+        body = await self._body(request)
+        infer = decode_request(body, request.headers.get(HEADER_LENGTH))
+        x, mask = v2.model_rows(model, infer.inputs)
+        names = v2.output_names(model, infer.outputs)
+        y = await self.predict(model, x, mask)
+        data, json_size = encode_answer(model.name, infer, names, y)
+        headers = {} if json_size is None else {HEADER_LENGTH: str(json_size)}
+        coding = None
+        if len(data) >= MIN_COMPRESSED:
+            coding = answer_coding(request.headers.get("accept-encoding", ""))
+        if coding is not None:
+            data = encode_body(data, coding)
+            headers["Content-Encoding"] = coding
+        media = "application/json" if json_size is None else "application/octet-stream"
+        return Response(data, headers=headers, media_type=media)
 
     async def v2_model(self, request: Request) -> Response:
-        model = self.registry.get(request.path_params["name"])
-        return _json(
-            {
-                "name": model.name,
-                "versions": ["1"],
-                "platform": "tensorflow_savedmodel",
-                "inputs": [_tensor(model.input_name, model.n_features)],
-                "outputs": [_tensor(model.output_name, model.output_width)],
-            }
-        )
+        return _json(v2.model_metadata(self._v2_model(request)))
+
+    async def v2_model_config(self, request: Request) -> Response:
+        return _json(v2.model_config(self._v2_model(request), self.max_rows))
 
     async def v2_model_ready(self, request: Request) -> Response:
-        model = self.registry.get(request.path_params["name"])
+        model = self._v2_model(request)
         return _json({"name": model.name, "ready": True})
+
+    async def v2_repository_index(self, request: Request) -> Response:
+        body = await self._body(request)
+        try:
+            options = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError as err:
+            raise RequestError(400, f"malformed JSON: {err}") from None
+        ready = options.get("ready", False) if isinstance(options, dict) else None
+        if not isinstance(ready, bool):
+            raise RequestError(400, 'send {} or {"ready": true|false}')
+        return _json(v2.repository_index(self.registry, ready))
 
     async def v2_server(self, request: Request) -> Response:
         from ... import __version__
 
-        return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
+        return _json({"name": SERVER_NAME, "version": __version__, "extensions": V2_EXTENSIONS})
 
     async def v2_live(self, request: Request) -> Response:
         return _json({"live": True})
@@ -573,12 +598,27 @@ class TFaaSApp:
             Route("/delete", self.delete, methods=["DELETE"]),
             Route("/delete/{name}", self.delete, methods=["DELETE"]),
             Route("/v1/models/{target}", self.tf_serving, methods=["GET", "POST"]),
+            Route("/v1/models/{name}/metadata", self.tf_serving_metadata, methods=["GET"]),
+            Route(
+                "/v1/models/{name}/versions/{target}", self.tf_serving_version, methods=_GET_POST
+            ),
+            Route("/v1/models/{name}/versions/{version}/metadata", self.tf_serving_metadata),
+            Route("/v1/models/{name}/labels/{target}", self.tf_serving_label, methods=_GET_POST),
+            Route("/v1/models/{name}/labels/{label}/metadata", self.tf_serving_metadata),
             Route("/v2", self.v2_server, methods=["GET"]),
             Route("/v2/health/live", self.v2_live, methods=["GET"]),
             Route("/v2/health/ready", self.v2_ready, methods=["GET"]),
-            Route("/v2/models/{name}", self.v2_model, methods=["GET"]),
-            Route("/v2/models/{name}/ready", self.v2_model_ready, methods=["GET"]),
-            Route("/v2/models/{name}/infer", self.v2_infer, methods=["POST"]),
+            Route("/v2/repository/index", self.v2_repository_index, methods=["POST"]),
+            *(
+                route
+                for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
+                for route in (
+                    Route(base, self.v2_model, methods=["GET"]),
+                    Route(base + "/ready", self.v2_model_ready, methods=["GET"]),
+                    Route(base + "/config", self.v2_model_config, methods=["GET"]),
+                    Route(base + "/infer", self.v2_infer, methods=["POST"]),
+                )
+            ),
         ]
 
 

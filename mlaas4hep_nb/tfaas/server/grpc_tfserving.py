@@ -3,9 +3,11 @@
 The request and response messages are this package's copies of TF Serving's
 (``protos/``, another proto package, so tensorflow-serving-api can be
 imported beside them); their tensors are TensorFlow's own ``TensorProto``.
-``signature_name`` picks a signature of the SavedModel (empty:
-``serving_default``); the served one goes through the micro-batcher, any
-other (``serving``, ``serving_with_mask``) runs as called.
+As over REST (`tf_serving`): ``signature_name`` picks a signature of the
+bundle (empty: the served one, ``serving_default`` unless params.json names
+another), which goes through the micro-batcher, any other (``serving``,
+``serving_with_mask``) runs as called; version 1 only, no labels; the
+metadata is REST's.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 from ..errors import RequestError
 from .grpc_methods import Backend, unary
 from .payload import check_width
 from .protos import get_model_metadata_pb2, predict_pb2
+from .tf_serving import check_selector, model_metadata
 
 if TYPE_CHECKING:
     from .model import ServedModel
@@ -37,19 +41,18 @@ def __dir__() -> list[str]:
 
 
 def _model(app: Backend, spec: Any) -> ServedModel:
-    """The model a ``ModelSpec`` names: 404 for an unknown one, or a version other than 1."""
+    """The model a ``ModelSpec`` names: 404 if unknown or for a version other than 1."""
     if not spec.name:
         raise RequestError(400, "name the model: model_spec.name is empty")
     model = app.registry.get(spec.name)
     choice = spec.WhichOneof("version_choice")
-    if choice == "version_label" or (choice == "version" and spec.version.value != 1):
-        asked = getattr(spec, choice).value if choice == "version" else spec.version_label
-        raise RequestError(404, f"model {spec.name!r} has no version {asked!r}; served: 1")
+    version = str(spec.version.value) if choice == "version" else None
+    check_selector(model, version, spec.version_label if choice == "version_label" else None)
     return model
 
 
 def _signature(model: ServedModel, name: str) -> tuple[str, Signature]:
-    name = name or "serving_default"
+    name = name or model.signature_name
     signature = model.signatures.get(name)
     if signature is None:
         raise RequestError(
@@ -113,35 +116,6 @@ async def _predict(
     return await asyncio.get_running_loop().run_in_executor(app.executor, run)
 
 
-def _signature_defs(model: ServedModel) -> dict[str, Any]:
-    """The model's SignatureDefs: from its ``saved_model.pb``, else made from the signatures."""
-    import tensorflow as tf
-    from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
-
-    from .model import find_saved_model
-
-    folder = find_saved_model(model.path) if model.frozen_graph is None else None
-    if folder is not None:
-        saved = saved_model_pb2.SavedModel.FromString((folder / "saved_model.pb").read_bytes())
-        found = saved.meta_graphs[0].signature_def
-        return {name: found[name] for name in model.signatures if name in found}
-
-    def info(name: str, tensor: Any) -> Any:
-        shape = tf.TensorShape(tensor.shape).as_proto()
-        return meta_graph_pb2.TensorInfo(
-            name=name, dtype=tf.as_dtype(tensor.dtype).as_datatype_enum, tensor_shape=shape
-        )
-
-    return {
-        key: meta_graph_pb2.SignatureDef(
-            inputs={k: info(k, t) for k, t in signature.inputs.items()},
-            outputs={k: info(k, t) for k, t in signature.outputs.items()},
-            method_name="tensorflow/serving/predict",
-        )
-        for key, signature in model.signatures.items()
-    }
-
-
 def tf_serving_methods(app: Backend) -> tuple[str, dict[str, grpc.RpcMethodHandler]]:
     """The service name and its method handlers, serving the models of ``app``."""
 
@@ -163,7 +137,10 @@ def tf_serving_methods(app: Backend) -> tuple[str, dict[str, grpc.RpcMethodHandl
         model = _model(app, request.model_spec)
         if list(request.metadata_field) != ["signature_def"]:
             raise RequestError(400, 'metadata_field must be ["signature_def"], the one served')
-        found = get_model_metadata_pb2.SignatureDefMap(signature_def=_signature_defs(model))
+        found = json_format.ParseDict(
+            model_metadata(model)["metadata"]["signature_def"],
+            get_model_metadata_pb2.SignatureDefMap(),
+        )
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = model.name
         response.model_spec.version.value = 1

@@ -39,6 +39,7 @@ def __dir__() -> list[str]:
 class _Tensor:
     shape: tuple[int | None, ...]
     dtype: np.dtype
+    graph_name: str = ""  # the graph tensor's name ("serving_default_inputs:0"), where known
 
 
 class Signature:
@@ -131,6 +132,7 @@ def _session_signatures(path: Path) -> dict[str, Signature]:
             key: _Tensor(
                 tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim),
                 np.dtype(tf.as_dtype(info.dtype).as_numpy_dtype),
+                info.name,
             )
             for key, info in infos.items()
         }
