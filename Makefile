@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lab lint bench venv clean
+.PHONY: demo test lab lint bench venv clean protos
 
 venv: $(STAMP)
 
@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 		($(PYTHON) -m pip install --user -q virtualenv && $(PYTHON) -m virtualenv $(VENV))
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,dask]"
+# TF Serving's client, for the gRPC tests: its "tensorflow" requirement would replace tensorflow-cpu
+	$(BIN)/python -m pip install -q --no-deps "tensorflow-serving-api>=2.16"
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,6 +39,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py --repeat 3
 	$(BIN)/python benchmarks/bench_serve.py --seconds 10
 	$(BIN)/python benchmarks/bench_scale.py
+
+# the generated modules of mlaas4hep_nb/tfaas/server/protos, from their .proto files
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
 
 clean:
 	rm -rf $(VENV) demo-output test-artifacts .pytest_cache .mypy_cache

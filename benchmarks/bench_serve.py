@@ -7,8 +7,17 @@ process) on 127.0.0.1:
 
 1. single-row JSON requests (upstream's format) at concurrency 100;
 2. 1,000-row batch requests at concurrency 4 (rows per second);
+2b. the same batches as Open Inference v2 requests with binary tensor data
+   (Triton's extension, as ``tritonclient.http`` sends them), binary answers;
 3. for context, endpoints that return a constant: bare Starlette under stock
-   uvicorn settings, and a bare ASGI app under the server's own settings.
+   uvicorn settings, and a bare ASGI app under the server's own settings;
+4. single-row KServe v2 gRPC ``ModelInfer`` requests (raw_input_contents, as
+   tritonclient and CMSSW's SONIC send them) at concurrency 100 (10 HTTP/2
+   connections of 10 streams), from ``h2load``: a load generator in C like
+   wrk, so that the client's cost does not hide the server's on a small
+   machine; the 1,000-row batches as ModelInfer requests at concurrency 4;
+   and, for context, ``ServerLive`` calls, which do no work: grpcio's own
+   cost per call.
 
 Each load runs for ``--seconds`` (default 10) after a short warm-up. With
 ``--models N``, the model dir also holds N - 1 small models (8x16x1): the
@@ -16,9 +25,10 @@ script reports the server's start-up time (until every model is served) and
 resident memory against a server with the benchmark network alone, and the
 loads run on the benchmark network while the other models sit idle.
 
-    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--models 100]
+    python benchmarks/bench_serve.py [--seconds 10] [--skip-bare] [--models 100] [--skip-v2-binary]
+        [--skip-grpc]
 
-``wrk`` comes from Debian (``apt-get install wrk``).
+``wrk`` and ``h2load`` come from Debian (``apt-get install wrk nghttp2-client``).
 """
 
 from __future__ import annotations
@@ -81,6 +91,7 @@ local f = io.open("{body}", "rb")
 wrk.body = f:read("*all")
 f:close()
 """
+LUA_HEADER = 'wrk.headers["{name}"] = "{value}"\n'
 
 
 def make_bundle(folder: Path) -> Path:
@@ -117,11 +128,13 @@ def add_small_models(folder: Path, count: int) -> None:
         (copy / "params.json").write_text(json.dumps({**params, "name": copy.name}))
 
 
-def start_server(models: Path) -> tuple[subprocess.Popen, str, float]:
+def start_server(models: Path, grpc_port: int | None = None) -> tuple[subprocess.Popen, str, float]:
     """``mlaas4hep-nb serve`` on the model dir; its URL and the seconds until it served."""
     port = free_port()
     command = [sys.executable, "-m", "mlaas4hep_nb.cli", "serve", "--port", str(port),
                "--model-dir", str(models)]  # fmt: skip
+    if grpc_port is not None:
+        command += ["--grpc-port", str(grpc_port)]
     start = time.perf_counter()
     server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -138,9 +151,12 @@ def rss_mib(process: subprocess.Popen) -> float:
     return psutil.Process(process.pid).memory_info().rss / 2**20
 
 
-def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
+def run_wrk(
+    url: str, body: Path, connections: int, seconds: float, threads: int, headers=None
+) -> dict:
     script = body.with_suffix(".lua")
-    script.write_text(LUA.format(body=body))
+    extra = "".join(LUA_HEADER.format(name=k, value=v) for k, v in (headers or {}).items())
+    script.write_text(LUA.format(body=body) + extra)
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
         "--timeout", "5s", "-s", str(script), url,
@@ -160,9 +176,100 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float, threads: int
     return figures
 
 
-def load(url: str, body: Path, connections: int, seconds: float, threads: int) -> dict:
-    run_wrk(url, body, connections, 1, threads)  # warm-up: TF graphs, batcher, connections
-    return run_wrk(url, body, connections, seconds, threads)
+def load(
+    url: str, body: Path, connections: int, seconds: float, threads: int, headers=None
+) -> dict:
+    run_wrk(url, body, connections, 1, threads, headers)  # warm-up: TF, batcher, connections
+    return run_wrk(url, body, connections, seconds, threads, headers)
+
+
+def bench_v2_binary(url: str, tmp: Path, x: np.ndarray, seconds: float, threads: int) -> dict:
+    """The batch load as Open Inference v2 requests with binary tensor data, binary answers."""
+    raw = x.astype("<f4").tobytes()
+    tensor = {"name": "inputs", "datatype": "FP32", "shape": list(x.shape),
+              "parameters": {"binary_data_size": len(raw)}}  # fmt: skip
+    header = orjson.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}})
+    headers = {"Content-Type": "application/octet-stream",
+               "Inference-Header-Content-Length": str(len(header))}  # fmt: skip
+    body = tmp / "v2-binary.bin"
+    body.write_bytes(header + raw)
+    answer = requests.post(url + "/v2/models/bench/infer", data=body.read_bytes(),
+                           headers=headers, timeout=30)  # fmt: skip
+    answer.raise_for_status()
+    size = int(answer.headers["Inference-Header-Content-Length"])
+    by_json = requests.post(url + "/json", json={"values": x[:3].tolist(), "model": "bench"})
+    y = np.frombuffer(answer.content[size:], dtype="<f4")
+    np.testing.assert_allclose(y[:3], np.ravel(by_json.json()), atol=1e-5)
+    return load(url + "/v2/models/bench/infer", body, 4, seconds, threads, headers)
+
+
+def grpc_failures(target: str) -> int:
+    """The server's count of failed requests for the model ``bench`` (ModelStatistics)."""
+    import grpc
+
+    from mlaas4hep_nb.tfaas.server.protos import grpc_service_pb2 as pb
+
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelStatistics",
+            request_serializer=pb.ModelStatisticsRequest.SerializeToString,
+            response_deserializer=pb.ModelStatisticsResponse.FromString,
+        )
+        stats = call(pb.ModelStatisticsRequest(name="bench")).model_stats[0].inference_stats
+    return stats.fail.count
+
+
+def run_h2load(
+    port: int, method: str, message: bytes, tmp: Path, seconds: float, streams: int = 10
+) -> dict:
+    """h2load calling ``method`` of Triton's service with ``message``.
+
+    Concurrency 100 as 10 connections of 10 streams, or with ``streams=1``,
+    4 connections of one stream (the batch loads' concurrency).
+
+    h2load sees only HTTP statuses (a gRPC error is an HTTP 200 whose trailer
+    says so): its errors are the requests it saw fail.
+    """
+    body = tmp / f"{method}.grpc"
+    body.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)  # gRPC's framing
+    log = tmp / "h2load.log"
+    log.unlink(missing_ok=True)  # h2load appends
+    url = f"http://127.0.0.1:{port}/inference.GRPCInferenceService/{method}"
+    command = [
+        "h2load", f"-c{10 if streams > 1 else 4}", f"-m{streams}", "-t1",
+        f"-D{max(1, round(seconds))}", "--warm-up-time=1",
+        "-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers",
+        f"--log-file={log}", url,
+    ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    # columns: start (us since the epoch), HTTP status, microseconds until the response ended
+    times = np.loadtxt(log, usecols=2, ndmin=1) / 1e3
+    return {
+        "req_s": float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1)),
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "requests": int(done.group(1)),
+        "errors": int(done.group(1)) - int(done.group(2)),
+    }
+
+
+def grpc_infer(port: int, x: np.ndarray, tmp: Path, seconds: float) -> dict:
+    """ModelInfer requests of the rows ``x`` (raw contents) from h2load.
+
+    One row: concurrency 100; a batch: 4. The errors add the server's failed
+    requests (ModelStatistics; those h2load cuts at the end are cancels, not
+    failures).
+    """
+    from mlaas4hep_nb.tfaas.server.protos import grpc_service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="bench", raw_input_contents=[x.tobytes()])
+    request.inputs.add(name="inputs", datatype="FP32", shape=list(x.shape))
+    message, streams = request.SerializeToString(), 10 if len(x) == 1 else 1
+    before = grpc_failures(f"127.0.0.1:{port}")
+    figures = run_h2load(port, "ModelInfer", message, tmp, seconds, streams)
+    figures["errors"] += grpc_failures(f"127.0.0.1:{port}") - before
+    return figures
 
 
 def line(what: str, f: dict, rows: int = 1) -> str:
@@ -181,9 +288,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--skip-bare", action="store_true", help="skip the constant endpoints")
     parser.add_argument("--models", type=int, default=1, help="models in the model dir")
+    parser.add_argument("--skip-v2-binary", action="store_true", help="skip the v2 binary batches")
+    parser.add_argument("--skip-grpc", action="store_true", help="skip the gRPC load (h2load)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 1
+    grpc_port = None if args.skip_grpc else free_port()
+    if grpc_port is not None and shutil.which("h2load") is None:
+        print("h2load not found: apt-get install nghttp2-client (or --skip-grpc)", file=sys.stderr)
         return 1
     load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -207,7 +320,7 @@ def main() -> int:
             server.terminate()
             server.wait(30)
             add_small_models(models, args.models - 1)
-        server, url, started = start_server(models)
+        server, url, started = start_server(models, grpc_port)
         processes.append(server)
         check = requests.post(url + "/json", data=single.read_bytes(), timeout=30)
         check.raise_for_status()
@@ -226,6 +339,17 @@ def main() -> int:
         print(line("TFaaS /json, 1 row, c=100", results["single"]), flush=True)
         results["batch"] = load(url + "/json", batch, 4, args.seconds, args.threads)
         print(line("TFaaS /json, 1000 rows, c=4", results["batch"], 1000), flush=True)
+        if not args.skip_v2_binary:
+            results["v2_binary"] = bench_v2_binary(url, tmp, x, args.seconds, args.threads)
+            print(line("v2 binary, 1000 rows, c=4", results["v2_binary"], 1000), flush=True)
+        if grpc_port is not None:
+            results["grpc"] = grpc_infer(grpc_port, x[:1], tmp, args.seconds)
+            print(line("gRPC ModelInfer, 1 row, c=100", results["grpc"]), flush=True)
+            results["grpc_batch"] = grpc_infer(grpc_port, x, tmp, args.seconds)
+            print(line("gRPC ModelInfer, 1000 rows, c=4", results["grpc_batch"], 1000), flush=True)
+            # for context: gRPC's own cost, a call that does no work
+            results["grpc_live"] = run_h2load(grpc_port, "ServerLive", b"", tmp, args.seconds)
+            print(line("gRPC ServerLive (no work), c=100", results["grpc_live"]), flush=True)
         batches = requests.get(url + "/status", timeout=10).json()["batches"]["bench"]
         server.terminate()
         server.wait(30)
@@ -251,6 +375,17 @@ def main() -> int:
         if bare_rate:
             print(f"single-row: {single_rate / bare_rate:.0%} of the bare ASGI endpoint's rate")
         print(f"batches: {results['batch']['req_s'] * 1000:,.0f} rows/s (target 500,000)")
+        if "v2_binary" in results:
+            ratio = results["v2_binary"]["req_s"] / results["batch"]["req_s"]
+            print(f"v2 binary batches: {results['v2_binary']['req_s'] * 1000:,.0f} rows/s = "
+                  f"{ratio:.2f}x the JSON batches (target 1.5x)")  # fmt: skip
+        if grpc_port is not None:
+            grpc_rate, empty = results["grpc"]["req_s"], results["grpc_live"]["req_s"]
+            print(f"gRPC single-row: {grpc_rate / single_rate:.2f}x the /json rate in this run "
+                  f"(target >= 1, p99 <= 4 ms on an idle machine); "
+                  f"{grpc_rate / empty:.0%} of the empty gRPC call's")  # fmt: skip
+            ratio = results["grpc_batch"]["req_s"] / results["batch"]["req_s"]
+            print(f"gRPC batches: {ratio:.2f}x the JSON batches' rows/s")
         print("load average (1 min) before and after: "
               f"{load_before:.2f}, {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(f"reproduce: python benchmarks/bench_serve.py --seconds {args.seconds:g}")

@@ -216,6 +216,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         args.model_dir,
         args.host,
         args.port,
+        grpc_port=args.grpc_port,
         token=token,
         token_all=args.token_all,
         workers=args.workers,
@@ -313,6 +314,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve TFaaS bundles over HTTP (TFaaS-compatible)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8083)
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        help="also serve gRPC here: KServe v2 (Triton's service) and TF Serving's Predict",
+    )
     p.add_argument("--model-dir", default="models", help="where uploaded models persist")
     p.add_argument("--token", help="bearer token for uploads and deletes ($MLAAS4HEP_NB_TOKEN)")
     p.add_argument("--token-all", action="store_true", help="require the token on every route")

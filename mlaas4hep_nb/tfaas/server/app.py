@@ -1,10 +1,11 @@
 """The TFaaS-compatible ASGI application.
 
 Upstream TFaaS routes (``/upload``, ``/json``, ``/proto``, ``/image``, ``/models``,
-``/delete``, ``/params``, ``/status``), TF Serving REST (``/v1``), Open
-Inference Protocol v2 (``/v2``) and ``/openapi.json``. ``POST /json`` (and
-``/predict/json``) is answered by a plain ASGI path that skips the router:
-it is the route that takes the load. Everything else goes through Starlette.
+``/delete``, ``/params``, ``/status``), TF Serving REST (``/v1``, see
+`tf_serving`), Open Inference Protocol v2 (``/v2``, see `v2` and `v2_rest`)
+and ``/openapi.json``. ``POST /json`` (and ``/predict/json``) is answered by
+a plain ASGI path that skips the router: it is the route that takes the
+load. Everything else goes through Starlette.
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ from starlette.routing import Route
 
 from ..errors import RequestError
 from ..names import SERVER_NAME
+from . import tf_serving as v1
+from . import v2
 from .batching import MicroBatcher
+from .coding import MIN_COMPRESSED, answer_coding, decode_body, encode_body
 from .host import host_status
 from .model import BundleError, ServedModel
 from .openapi import openapi_schema
 from .payload import as_rows, check_width, decode_json
 from .registry import ModelRegistry
+from .stats import InferenceStats
 from .upload import stage_form, stage_tarball
+from .v2_rest import HEADER_LENGTH, decode_request, encode_answer
 
 if TYPE_CHECKING:
     from starlette.types import ExceptionHandler
@@ -54,7 +60,10 @@ ENV_OPTIONS = "MLAAS4HEP_NB_SERVE_OPTIONS"
 _JSON_PATHS = frozenset(("/json", "/predict/json"))
 _OPEN_PATHS = frozenset(("/v2/health/live", "/v2/health/ready", "/openapi.json"))
 _GUARDED_POSTS = frozenset(("/upload", "/bundle", "/params"))
+_GET_POST = ["GET", "POST"]
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+# the v2 extensions that work here (Triton's names)
+V2_EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 
 
 def __dir__() -> list[str]:
@@ -110,10 +119,6 @@ async def _request_body(request: Request, limit: int) -> bytes:
     return await _receive_body(request.receive, limit)
 
 
-def _tensor(name: str, width: int | None) -> dict:
-    return {"name": name, "datatype": "FP32", "shape": [-1, width or -1]}
-
-
 def _replay(body: bytes):
     async def receive() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -136,6 +141,9 @@ class TFaaSApp:
         freeze_gc: bool = False,
         sync_interval: float | None = None,
         predict_threads: int = 4,
+        grpc_port: int | None = None,
+        grpc_host: str = "127.0.0.1",
+        grpc_reuse_port: bool = False,
     ) -> None:
         self.registry = ModelRegistry(model_dir)
         self.token = token.encode() if token else None
@@ -150,6 +158,10 @@ class TFaaSApp:
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="tfaas-predict")
         self._batch_executor = self.executor if predict_threads > 0 else None
         self._batchers: dict[str, tuple[ServedModel, MicroBatcher]] = {}
+        self.stats = InferenceStats()
+        self.grpc_port = grpc_port  # the bound port once serving (0 asks for a free one)
+        self._grpc_host = grpc_host
+        self._grpc_reuse_port = grpc_reuse_port
         self.started = time.time()
         self.get_requests = 0
         self.post_requests = 0
@@ -211,6 +223,13 @@ class TFaaSApp:
         names = await run_in_threadpool(self.registry.load_all)
         log.info("serving %d models from %s: %s", len(names), self.registry.root, names)
         self._settle()
+        grpc_server = None
+        if self.grpc_port is not None:
+            from .grpc_server import start_grpc
+
+            grpc_server, self.grpc_port = await start_grpc(
+                self, self._grpc_host, self.grpc_port, self._grpc_reuse_port
+            )
         sync = None
         if self.sync_interval:
             sync = asyncio.get_running_loop().create_task(self._sync_loop())
@@ -219,6 +238,8 @@ class TFaaSApp:
         finally:
             if sync is not None:
                 sync.cancel()
+            if grpc_server is not None:
+                await grpc_server.stop(2)
             self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _sync_loop(self) -> None:
@@ -248,6 +269,32 @@ class TFaaSApp:
             self._batchers[model.name] = entry
         return entry[1]
 
+    def batcher_of(self, name: str) -> MicroBatcher | None:
+        """The micro-batcher serving ``name`` now, if it served a request yet."""
+        entry = self._batchers.get(name)
+        return entry[1] if entry is not None else None
+
+    async def predict(
+        self, model: ServedModel, x: np.ndarray, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The outputs for the rows ``x``, counted in `stats`.
+
+        They go through the model's micro-batcher; with a ``mask``, through
+        ``serving_with_mask`` in a call of their own.
+        """
+        started = time.perf_counter_ns()
+        try:
+            if mask is None:
+                y = await self._batcher(model)(x)
+            else:
+                loop = asyncio.get_running_loop()
+                y = await loop.run_in_executor(self.executor, model.predict_masked, x, mask)
+        except Exception:  # not a cancel: a client that went away is no failure of the model
+            self.stats.record(model.name, len(x), started, ok=False)
+            raise
+        self.stats.record(model.name, len(x), started, ok=True)
+        return y
+
     async def _request_error(self, request: Request, err: RequestError) -> Response:
         return _json({"error": err.message}, err.status)
 
@@ -260,8 +307,14 @@ class TFaaSApp:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=err)
         return _json({"error": f"internal server error: {type(err).__name__}"}, 500)
 
-    async def _json_body(self, request: Request) -> Any:
+    async def _body(self, request: Request) -> bytes:
+        """The request body, decoded from its Content-Encoding (gzip, deflate)."""
         body = await _request_body(request, self.max_upload)
+        coding = request.headers.get("content-encoding")
+        return body if coding is None else decode_body(body, coding, self.max_upload)
+
+    async def _json_body(self, request: Request) -> Any:
+        body = await self._body(request)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as err:
@@ -276,7 +329,7 @@ class TFaaSApp:
             x = request.x  # None for raw events: decode_json sets either x or events
             if x is not None:
                 check_width(x, model.n_features, model.name)
-                y = await self._batcher(model)(x)
+                y = await self.predict(model, x)
                 out = y if request.batched else y[0]
             else:
                 out = await self._predict_events(model, request.events)
@@ -299,7 +352,7 @@ class TFaaSApp:
 
     async def _predict_rows(self, model: ServedModel, x: np.ndarray) -> np.ndarray:
         check_width(x, model.n_features, model.name)
-        return await self._batcher(model)(x)
+        return await self.predict(model, x)
 
     async def predict_json_route(self, request: Request) -> Response:
         # reached only when the ASGI fast path is bypassed (a mounted sub-app)
@@ -336,80 +389,95 @@ class TFaaSApp:
 
     async def tf_serving(self, request: Request) -> Response:
         name, _, verb = request.path_params["target"].partition(":")
-        if request.method == "GET":
-            if verb:
-                raise RequestError(404, f"unknown route {request.url.path}")
-            self.registry.get(name)
-            status = {"error_code": "OK", "error_message": ""}
-            return _json(
-                {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": status}]}
-            )
-        if verb != "predict":
+        return await self._tf_serving(request, name, verb)
+
+    async def tf_serving_version(self, request: Request) -> Response:
+        version, _, verb = request.path_params["target"].partition(":")
+        return await self._tf_serving(request, request.path_params["name"], verb, version=version)
+
+    async def tf_serving_label(self, request: Request) -> Response:
+        label, _, verb = request.path_params["target"].partition(":")
+        return await self._tf_serving(request, request.path_params["name"], verb, label=label)
+
+    async def _tf_serving(
+        self,
+        request: Request,
+        name: str,
+        verb: str,
+        version: str | None = None,
+        label: str | None = None,
+    ) -> Response:
+        if request.method == "GET" and verb:
+            raise RequestError(404, f"unknown route {request.url.path}")
+        if request.method == "POST" and verb != "predict":
             raise RequestError(404, f"unknown verb {verb!r}; use /v1/models/{name}:predict")
         model = self.registry.get(name)
-        body = await self._json_body(request)
-        if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-            raise RequestError(400, 'send an object with either "instances" or "inputs"')
-        key = "instances" if "instances" in body else "inputs"
-        data = body[key]
-        if isinstance(data, dict) and len(data) == 1:  # {"inputs": {"inputs": [...]}}
-            data = next(iter(data.values()))
-        if isinstance(data, list) and data and all(isinstance(i, dict) for i in data):
-            if any(len(instance) != 1 for instance in data):
-                raise RequestError(400, "each instance object must hold the one input")
-            data = [next(iter(instance.values())) for instance in data]
-        y = await self._predict_rows(model, as_rows(data, key))
-        return _json({"predictions" if key == "instances" else "outputs": y})
+        v1.check_selector(model, version, label)
+        if request.method == "GET":
+            return _json(v1.status())
+        predict = v1.predict_request(model, await self._json_body(request))
+        if predict.signature == model.signature_name:
+            y = await self._predict_rows(model, predict.inputs[model.input_name])
+        else:
+            loop = asyncio.get_running_loop()
+            run = model.run_signature
+            y = await loop.run_in_executor(self.executor, run, predict.signature, predict.inputs)
+        return _json({predict.key: y})
+
+    async def tf_serving_metadata(self, request: Request) -> Response:
+        params = request.path_params
+        model = self.registry.get(params["name"])
+        v1.check_selector(model, params.get("version"), params.get("label"))
+        return _json(v1.model_metadata(model))
+
+    def _v2_model(self, request: Request) -> ServedModel:
+        model = self.registry.get(request.path_params["name"])
+        v2.check_version(model, request.path_params.get("version"))
+        return model
 
     async def v2_infer(self, request: Request) -> Response:
-        model = self.registry.get(request.path_params["name"])
-        body = await self._json_body(request)
-        inputs = body.get("inputs") if isinstance(body, dict) else None
-        if not (isinstance(inputs, list) and inputs and all(isinstance(i, dict) for i in inputs)):
-            raise RequestError(400, '"inputs" must be a non-empty list of tensor objects')
-        tensor = next((i for i in inputs if i.get("name") == model.input_name), inputs[0])
-        shape, data = tensor.get("shape"), tensor.get("data")
-        if not (
-            isinstance(shape, list)
-            and 1 <= len(shape) <= 2
-            and all(type(d) is int and d > 0 for d in shape)
-        ):
-            raise RequestError(400, '"shape" must be [rows, n] or [n] with positive sizes')
-        x = as_rows(data, "data").reshape(-1)
-        if x.size != int(np.prod(shape)):
-            raise RequestError(400, f'"data" holds {x.size} numbers; shape {shape} needs more')
-        y = await self._predict_rows(model, x.reshape(1 if len(shape) == 1 else shape[0], -1))
-        output = {
-            "name": model.output_name,
-            "datatype": "FP32",
-            "shape": list(y.shape),
-            "data": y.reshape(-1),
-        }
-        out = {"model_name": model.name, "model_version": "1", "outputs": [output]}
-        if isinstance(body.get("id"), str):
-            out["id"] = body["id"]
-        return _json(out)
+        model = self._v2_model(request)
+        body = await self._body(request)
+        infer = decode_request(body, request.headers.get(HEADER_LENGTH))
+        x, mask = v2.model_rows(model, infer.inputs)
+        names = v2.output_names(model, infer.outputs)
+        y = await self.predict(model, x, mask)
+        data, json_size = encode_answer(model.name, infer, names, y)
+        headers = {} if json_size is None else {HEADER_LENGTH: str(json_size)}
+        coding = None
+        if len(data) >= MIN_COMPRESSED:
+            coding = answer_coding(request.headers.get("accept-encoding", ""))
+        if coding is not None:
+            data = encode_body(data, coding)
+            headers["Content-Encoding"] = coding
+        media = "application/json" if json_size is None else "application/octet-stream"
+        return Response(data, headers=headers, media_type=media)
 
     async def v2_model(self, request: Request) -> Response:
-        model = self.registry.get(request.path_params["name"])
-        return _json(
-            {
-                "name": model.name,
-                "versions": ["1"],
-                "platform": "tensorflow_savedmodel",
-                "inputs": [_tensor(model.input_name, model.n_features)],
-                "outputs": [_tensor(model.output_name, model.output_width)],
-            }
-        )
+        return _json(v2.model_metadata(self._v2_model(request)))
+
+    async def v2_model_config(self, request: Request) -> Response:
+        return _json(v2.model_config(self._v2_model(request), self.max_rows))
 
     async def v2_model_ready(self, request: Request) -> Response:
-        model = self.registry.get(request.path_params["name"])
+        model = self._v2_model(request)
         return _json({"name": model.name, "ready": True})
+
+    async def v2_repository_index(self, request: Request) -> Response:
+        body = await self._body(request)
+        try:
+            options = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError as err:
+            raise RequestError(400, f"malformed JSON: {err}") from None
+        ready = options.get("ready", False) if isinstance(options, dict) else None
+        if not isinstance(ready, bool):
+            raise RequestError(400, 'send {} or {"ready": true|false}')
+        return _json(v2.repository_index(self.registry, ready))
 
     async def v2_server(self, request: Request) -> Response:
         from ... import __version__
 
-        return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
+        return _json({"name": SERVER_NAME, "version": __version__, "extensions": V2_EXTENSIONS})
 
     async def v2_live(self, request: Request) -> Response:
         return _json({"live": True})
@@ -461,6 +529,7 @@ class TFaaSApp:
             raise RequestError(400, "name the model to delete: /delete/NAME or the field 'model'")
         await run_in_threadpool(self.registry.delete, name)
         self._batchers.pop(name, None)
+        self.stats.forget(name)
         return _json({"name": name, "status": "deleted"})
 
     async def models(self, request: Request) -> Response:
@@ -529,12 +598,27 @@ class TFaaSApp:
             Route("/delete", self.delete, methods=["DELETE"]),
             Route("/delete/{name}", self.delete, methods=["DELETE"]),
             Route("/v1/models/{target}", self.tf_serving, methods=["GET", "POST"]),
+            Route("/v1/models/{name}/metadata", self.tf_serving_metadata, methods=["GET"]),
+            Route(
+                "/v1/models/{name}/versions/{target}", self.tf_serving_version, methods=_GET_POST
+            ),
+            Route("/v1/models/{name}/versions/{version}/metadata", self.tf_serving_metadata),
+            Route("/v1/models/{name}/labels/{target}", self.tf_serving_label, methods=_GET_POST),
+            Route("/v1/models/{name}/labels/{label}/metadata", self.tf_serving_metadata),
             Route("/v2", self.v2_server, methods=["GET"]),
             Route("/v2/health/live", self.v2_live, methods=["GET"]),
             Route("/v2/health/ready", self.v2_ready, methods=["GET"]),
-            Route("/v2/models/{name}", self.v2_model, methods=["GET"]),
-            Route("/v2/models/{name}/ready", self.v2_model_ready, methods=["GET"]),
-            Route("/v2/models/{name}/infer", self.v2_infer, methods=["POST"]),
+            Route("/v2/repository/index", self.v2_repository_index, methods=["POST"]),
+            *(
+                route
+                for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
+                for route in (
+                    Route(base, self.v2_model, methods=["GET"]),
+                    Route(base + "/ready", self.v2_model_ready, methods=["GET"]),
+                    Route(base + "/config", self.v2_model_config, methods=["GET"]),
+                    Route(base + "/infer", self.v2_infer, methods=["POST"]),
+                )
+            ),
         ]
 
 
@@ -555,6 +639,12 @@ def create_app(model_dir: str | os.PathLike, **options: Any) -> TFaaSApp:
         garbage collector's scans (for a dedicated server process).
     sync_interval : seconds between scans of ``model_dir`` for models that
         other worker processes uploaded or deleted (None: no scans).
+    grpc_port : also serve gRPC (KServe v2 with Triton's extras, and TF
+        Serving's PredictionService) on this port, in the same event loop;
+        None: no gRPC, 0: a free port (``app.grpc_port`` tells which).
+    grpc_host : the address the gRPC port listens on.
+    grpc_reuse_port : bind the gRPC port with SO_REUSEPORT, for worker
+        processes that share it; off, a port in use fails the start.
     """
     return TFaaSApp(model_dir, **options)
 

@@ -87,7 +87,7 @@ def _tensor_name(node: str) -> str:
 
 def _spec(tensor) -> _Tensor:
     dims = (None, None) if tensor.shape.rank is None else tuple(tensor.shape.as_list())
-    return _Tensor(dims, np.dtype(tensor.dtype.as_numpy_dtype))
+    return _Tensor(dims, np.dtype(tensor.dtype.as_numpy_dtype), tensor.name)
 
 
 def load_frozen(path: str | os.PathLike, params: dict) -> dict[str, Signature]:

@@ -81,8 +81,8 @@ class ServedModel:
             msg = f"bundle {self.name!r} has no loadable {what}: {type(err).__name__}: {err}"
             raise BundleError(msg) from None
         op = self.params.get("op")  # a string or None (check_params)
-        named = signatures.get(op) if op is not None else None
-        default = named or signatures.get("serving_default")
+        self.signature_name = op if isinstance(op, str) and op in signatures else "serving_default"
+        default = signatures.get(self.signature_name)
         if default is None:
             msg = f"the SavedModel of {self.name!r} has no serving_default signature"
             raise BundleError(msg)
@@ -105,6 +105,7 @@ class ServedModel:
         )
         self.output_name = default.select(self.params.get("output_name"))
         self._default = default
+        self.signatures = signatures
         features = self.params.get("features")
         width = tensor.shape[1] if self.image_shape is None else None
         if self.image_shape is not None and None not in self.image_shape:
@@ -151,6 +152,13 @@ class ServedModel:
         return self._masked is not None
 
     @property
+    def mask_input(self) -> str | None:
+        """The name of the mask input of ``serving_with_mask``; None without that signature."""
+        if self._masked is None:
+            return None
+        return next(name for name in self._masked.inputs if "mask" in name)
+
+    @property
     def output_width(self) -> int | None:
         shape = self._default.outputs[self.output_name].shape
         return shape[-1] if shape else None
@@ -165,12 +173,22 @@ class ServedModel:
 
     def predict_masked(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Outputs through ``serving_with_mask`` when the bundle has it, else serving_default."""
-        if self._masked is None:
+        mask_name = self.mask_input
+        if self._masked is None or mask_name is None:
             return self.predict(x)
-        names = list(self._masked.inputs)
-        mask_name = next(name for name in names if "mask" in name)
-        input_name = next(name for name in names if name != mask_name)
+        input_name = next(name for name in self._masked.inputs if name != mask_name)
         return self._masked(**{input_name: x, mask_name: mask})
+
+    def run_signature(self, name: str, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Outputs ``[rows, k]`` of the signature ``name`` for its inputs by name.
+
+        The output is the served one (``output_name``) where the signature has
+        it, else its first by name.
+        """
+        signature = self.signatures[name]
+        if signature.output is None:
+            signature.select(self.output_name)
+        return signature(**arrays)
 
     def convert(self, events: object) -> tuple[np.ndarray, np.ndarray]:
         """``(X, mask)`` from raw events, padded and normalised as in training.

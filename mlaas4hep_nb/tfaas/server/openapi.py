@@ -27,6 +27,15 @@ _JSON: dict[str, Any] = {"application/json": {"schema": {}}}
 _ROW = {"type": "array", "items": {"type": "number"}}
 _NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}
 _NAME_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": _NAME}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+_LABEL = {"name": "label", "in": "path", "required": True, "schema": {"type": "string"}}
+_HEADER_LENGTH = {
+    "name": "Inference-Header-Content-Length",
+    "in": "header",
+    "required": False,
+    "description": "binary data extension: the length of the JSON header; raw data follow it",
+    "schema": {"type": "string"},
+}
 
 
 def _ok(description: str, content: dict | None = None) -> dict:
@@ -66,16 +75,23 @@ _TF_SERVING = _json_body(
         "type": "object",
         "properties": {
             "signature_name": {"type": "string"},
-            "instances": {"type": "array", "items": _ROW},
-            "inputs": {"type": "array", "items": _ROW},
+            "instances": {"type": "array", "items": {"oneOf": [_ROW, {"type": "object"}]}},
+            "inputs": {"oneOf": [{"type": "array", "items": _ROW}, {"type": "object"}]},
         },
     }
 )
+_V2_TENSOR_REQUEST = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+    "required": ["name"],
+}
 _V2_INFER = _json_body(
     {
         "type": "object",
         "properties": {
             "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "outputs": {"type": "array", "items": _V2_TENSOR_REQUEST},
             "inputs": {
                 "type": "array",
                 "items": {
@@ -85,8 +101,9 @@ _V2_INFER = _json_body(
                         "shape": {"type": "array", "items": {"type": "integer"}},
                         "datatype": {"type": "string"},
                         "data": {"type": "array"},
+                        "parameters": {"type": "object"},
                     },
-                    "required": ["name", "shape", "datatype", "data"],
+                    "required": ["name", "shape", "datatype"],
                 },
             },
         },
@@ -94,6 +111,8 @@ _V2_INFER = _json_body(
     }
 )
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_V2_INFER_ANY = {**_V2_INFER, **_BINARY}  # octet-stream: a JSON header, then binary data
+_INDEX = _json_body({"type": "object", "properties": {"ready": {"type": "boolean"}}})
 _UPLOAD = {
     **_BINARY,
     "multipart/form-data": {
@@ -120,6 +139,45 @@ _IMAGE = {
         }
     }
 }
+
+
+def _tf_serving_paths() -> dict:
+    """TF Serving REST, for the model, a version of it (only 1) or a label (none is defined)."""
+    paths = {}
+    for suffix, extra, what in (
+        ("", [], ""),
+        ("/versions/{version}", [_VERSION], ", a version"),
+        ("/labels/{label}", [_LABEL], ", a label (none is defined: a 400)"),
+    ):
+        base, parameters = "/v1/models/{name}" + suffix, [_NAME_PARAMETER, *extra]
+        paths[base] = {"get": _operation(f"TF Serving status{what}", None, parameters)}
+        paths[base + ":predict"] = {
+            "post": _operation(f"TF Serving REST predict{what}", _TF_SERVING, parameters)
+        }
+        paths[base + "/metadata"] = {
+            "get": _operation(f"TF Serving model metadata (signatures){what}", None, parameters)
+        }
+    return paths
+
+
+def _v2_model_paths() -> dict:
+    """Open Inference v2 model routes, for the model or a version of it (only "1")."""
+    paths = {}
+    for suffix, extra in (("", []), ("/versions/{version}", [_VERSION])):
+        base, parameters = "/v2/models/{name}" + suffix, [_NAME_PARAMETER, *extra]
+        paths[base] = {"get": _operation("model metadata", None, parameters)}
+        paths[base + "/ready"] = {"get": _operation("model readiness", None, parameters)}
+        paths[base + "/config"] = {
+            "get": _operation("Triton's model configuration", None, parameters)
+        }
+        paths[base + "/infer"] = {
+            "post": _operation(
+                "Open Inference Protocol v2 inference (JSON, or with binary data)",
+                _V2_INFER_ANY,
+                [*parameters, _HEADER_LENGTH],
+            )
+        }
+    return paths
 
 
 def openapi_schema(version: str) -> dict:
@@ -152,18 +210,14 @@ def openapi_schema(version: str) -> dict:
         "/params/{name}": {"get": _operation("params of a model", parameters=[_NAME_PARAMETER])},
         "/delete": {"delete": _operation("delete a model (form field model)", None, model_query)},
         "/delete/{name}": {"delete": _operation("delete a model", None, [_NAME_PARAMETER])},
-        "/v1/models/{name}": {"get": _operation("TF Serving status", None, [_NAME_PARAMETER])},
-        "/v1/models/{name}:predict": {
-            "post": _operation("TF Serving REST predict", _TF_SERVING, [_NAME_PARAMETER])
-        },
+        **_tf_serving_paths(),
         "/v2": {"get": _operation("Open Inference Protocol server metadata")},
         "/v2/health/live": {"get": _operation("liveness")},
         "/v2/health/ready": {"get": _operation("readiness")},
-        "/v2/models/{name}": {"get": _operation("model metadata", None, [_NAME_PARAMETER])},
-        "/v2/models/{name}/ready": {"get": _operation("model readiness", None, [_NAME_PARAMETER])},
-        "/v2/models/{name}/infer": {
-            "post": _operation("Open Inference Protocol v2 inference", _V2_INFER, [_NAME_PARAMETER])
+        "/v2/repository/index": {
+            "post": _operation("Triton's repository index (all models, or the ready ones)", _INDEX)
         },
+        **_v2_model_paths(),
     }
     return {
         "openapi": "3.0.3",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -47,6 +48,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8083,
     *,
+    grpc_port: int | None = None,
     token: str | None = None,
     token_all: bool = False,
     workers: int = 1,
@@ -59,12 +61,17 @@ def serve(
     With ``workers`` > 1, that many processes share the port and the model
     dir; each picks up the uploads and deletes of the others within a second,
     and uvicorn's supervisor replaces a worker that dies.
+    With ``grpc_port``, gRPC (KServe v2, Triton's extras, TF Serving) is
+    served on ``host:grpc_port`` too; the workers share that port through
+    SO_REUSEPORT, the kernel spreading the connections among them.
     The other parameters are those of `create_app`.
     """
     import uvicorn
 
     settings = {"token": token, "token_all": token_all, "max_upload": max_upload, **options}
     settings.setdefault("freeze_gc", True)
+    if grpc_port is not None:
+        settings.update(grpc_port=grpc_port, grpc_host=host, grpc_reuse_port=workers > 1)
     if workers > 1:
         settings.setdefault("sync_interval", 1.0)
         os.environ[ENV_OPTIONS] = json.dumps({"model_dir": str(Path(model_dir)), **settings})
@@ -88,6 +95,7 @@ class ServerHandle:
     ----------
     url : ``http://host:port`` of the server.
     app : the `TFaaSApp` (its ``registry`` holds the served models).
+    grpc_target : ``host:port`` of its gRPC port, as gRPC clients take it; None without one.
     """
 
     def __init__(
@@ -103,6 +111,9 @@ class ServerHandle:
         self._thread = thread
         self.url = url
         self.app = app
+        self.grpc_target: str | None = None
+        if app.grpc_port is not None:
+            self.grpc_target = f"{url.removeprefix('http://').rpartition(':')[0]}:{app.grpc_port}"
 
     @property
     def model_dir(self) -> Path:
@@ -134,6 +145,7 @@ def serve_in_background(
     port: int = 0,
     host: str = "127.0.0.1",
     *,
+    grpc_port: int | None = None,
     timeout: float = 120,
     log_level: str = "warning",
     **options: Any,
@@ -145,6 +157,7 @@ def serve_in_background(
     model_dir : where models persist; models already there are served.
     port : 0 picks a free port; ``handle.url`` tells which.
     host : the address to listen on.
+    grpc_port : also serve gRPC on this port (0: a free one); ``handle.grpc_target`` tells.
     timeout : seconds to wait for start-up (loading the stored models).
     options : the options of `create_app` (``token``, ``token_all``, ``max_upload``, ...).
 
@@ -154,15 +167,22 @@ def serve_in_background(
     """
     import uvicorn
 
+    if grpc_port is not None:
+        options.update(grpc_port=grpc_port, grpc_host=host)
     app = create_app(model_dir, **options)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(app, **_uvicorn_options(log_level))
     server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="tfaas-server", daemon=True
-    )
+
+    def run() -> None:
+        # a failed start (say, the gRPC port in use) is logged by uvicorn, which then
+        # exits: here that ends the thread, and the caller gets the RuntimeError below
+        with contextlib.suppress(SystemExit):
+            server.run(sockets=[sock])
+
+    thread = threading.Thread(target=run, name="tfaas-server", daemon=True)
     bound = sock.getsockname()
     thread.start()
     deadline = time.monotonic() + timeout

@@ -39,6 +39,7 @@ def __dir__() -> list[str]:
 class _Tensor:
     shape: tuple[int | None, ...]
     dtype: np.dtype
+    graph_name: str = ""  # the graph tensor's name ("serving_default_inputs:0"), where known
 
 
 class Signature:
@@ -76,12 +77,19 @@ class Signature:
         return call
 
     def __call__(self, **arrays: np.ndarray) -> np.ndarray:
+        # select() set _call; the None before it would fail in _run as a TypeError
+        return self._run(self._call, arrays)  # type: ignore[arg-type]
+
+    def fetch(self, output: str, **arrays: np.ndarray) -> np.ndarray:
+        """Like calling the signature, for any of its outputs (``output``, a key of `outputs`)."""
+        return self._run(self.bound(output), arrays)
+
+    def _run(self, call: Callable[..., np.ndarray], arrays: dict[str, np.ndarray]) -> np.ndarray:
         import tensorflow as tf
 
         feeds = [np.asarray(arrays[name], dtype=self.inputs[name].dtype) for name in self._order]
         try:
-            # select() set _call; the None before it would fail here as a TypeError
-            out = np.asarray(self._call(*feeds))  # type: ignore[misc]
+            out = np.asarray(call(*feeds))
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as err:
             message = str(err).strip().splitlines()[0][:300]
             raise RequestError(400, f"the model rejected the input: {message}") from None
@@ -124,6 +132,7 @@ def _session_signatures(path: Path) -> dict[str, Signature]:
             key: _Tensor(
                 tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim),
                 np.dtype(tf.as_dtype(info.dtype).as_numpy_dtype),
+                info.name,
             )
             for key, info in infos.items()
         }
