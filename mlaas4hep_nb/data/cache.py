@@ -37,7 +37,10 @@ from .reader import Part
 __all__ = ["CACHE_MODES", "UnitCache", "available_memory", "cache_mode"]
 
 CACHE_MODES = ("auto", "memory", "disk")
-_MEMORY_SHARE = 4  # the default memory limit: a quarter of the memory available
+# the default memory limit: an eighth of the memory available (and of what the cache holds).
+# Units past it go to files whose pages the kernel keeps in memory while it has room and
+# can take back when it has not; the rows held in memory it cannot.
+_MEMORY_SHARE = 8
 _ALIGN = 64  # byte alignment of the arrays in a unit's file
 _FIELDS = ("x", "mask", "y", "validation", "rows")
 
@@ -137,8 +140,9 @@ class UnitCache:
     ----------
     mode : ``"auto"`` (memory, then files), ``"memory"`` (memory only: units
         past the limit are read again each pass) or ``"disk"`` (files only).
-    limit : bytes of units kept in memory; a quarter of `available_memory`
-        (taken when the first unit is stored) when None.
+    limit : bytes of units kept in memory. When None, an eighth of what the
+        cache holds in memory plus `available_memory`, asked at each store: the
+        cache stops growing in memory when other memory use grows.
     parent : the folder in which the cache makes its temporary folder (the
         system's temporary folder when None).
     reserve : free bytes the cache leaves on the disk; past it, units are not kept.
@@ -159,6 +163,7 @@ class UnitCache:
             raise ValueError(msg)
         self.mode = mode
         self.limit = None if limit is None else int(limit)
+        self.bound = self.limit  # the memory limit at the latest store
         self.parent = parent
         self.reserve = reserve
         self.folder: str | None = None
@@ -256,8 +261,8 @@ class UnitCache:
 
     def _fits_in_memory(self, size: int) -> bool:
         if self.limit is None:
-            self.limit = available_memory() // _MEMORY_SHARE
-        return self.memory_bytes + size <= self.limit
+            self.bound = (self.memory_bytes + available_memory()) // _MEMORY_SHARE
+        return self.memory_bytes + size <= (self.bound or 0)
 
     def _fits_on_disk(self, size: int) -> bool:
         usage = shutil.disk_usage(self._folder())
@@ -316,7 +321,7 @@ class UnitCache:
                 "bytes": self.memory_bytes + self.disk_bytes,
                 "memory_bytes": self.memory_bytes,
                 "disk_bytes": self.disk_bytes,
-                "limit": self.limit,
+                "limit": self.bound,
                 "path": self.folder,
                 "hits": self.hits,
                 "reads": self.reads,

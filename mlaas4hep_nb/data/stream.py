@@ -146,8 +146,9 @@ class DataStream:
         rows, same order); a file whose size or mtime (remote: size) changed is
         read again.
         ``report["cache"]`` says what it holds and where.
-    cache_limit : bytes of rows the cache keeps in memory; by default a quarter
-        of the memory available (the container's limit counts) when it first stores.
+    cache_limit : bytes of rows the cache keeps in memory; by default an eighth
+        of what it keeps plus the memory available (the container's limit
+        counts), asked at each store: it stops growing as other memory use grows.
     cache_dir : keep copies of remote files here, so later passes read locally.
     progress : show a progress bar while computing the spec.
     redirector : prefix for ``/store/...`` logical file names (MLaaS4HEP style).

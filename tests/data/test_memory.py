@@ -12,10 +12,13 @@ import pytest
 import uproot
 
 import mlaas4hep_nb as mn
+from mlaas4hep_nb.data import cache as cache_module
 from mlaas4hep_nb.data import measure, reader
+from mlaas4hep_nb.data.cache import UnitCache
 from mlaas4hep_nb.data.convert import Converter
 from mlaas4hep_nb.data.memory import mapped_zeros
-from mlaas4hep_nb.data.plan import file_units
+from mlaas4hep_nb.data.plan import Unit, file_units
+from mlaas4hep_nb.data.reader import Part
 
 EVENTS = 4000
 KW = {"cache": False, "progress": False, "seed": 2}
@@ -189,3 +192,33 @@ def test_mapped_zeros_are_zeros():
         assert not array.any()
         array[...] = 1.0
         assert array.sum() == array.size
+
+
+def test_the_default_memory_limit_of_the_cache_follows_the_memory_available(monkeypatch):
+    """Another user of memory leaves the cache less: later units spill to disk."""
+    share = cache_module._MEMORY_SHARE
+    size = 100 * (5 * 10 + 13)  # a unit of 100 rows of 10 features
+    available = [share * 10_000]
+    monkeypatch.setattr(cache_module, "available_memory", lambda: available[0])
+    cache = UnitCache("auto")
+    cache.begin("key", {"f": 1})
+    part = Part(
+        np.zeros((100, 10), np.float32),
+        np.zeros((100, 10), bool),
+        np.zeros(100, np.float32),
+        np.zeros(100, bool),
+        np.arange(100),
+    )
+    for i in range(3):
+        cache.put(Unit(0, "f", 100 * i, 100 * (i + 1)), [part])
+        available[0] -= size  # the cache's own memory
+    assert cache.describe()["in_memory"] == 1  # 10,000 bytes hold one unit, not two
+    available[0] = share * 2 * size
+    cache.put(Unit(0, "f", 300, 400), [part])
+    assert cache.describe()["in_memory"] == 2
+    available[0] = 0  # someone else took it all
+    cache.put(Unit(0, "f", 400, 500), [part])
+    info = cache.describe()
+    assert (info["in_memory"], info["on_disk"]) == (2, 3)
+    assert info["limit"] == 2 * size // share
+    cache.clear()
