@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Group", "Slice", "Unit", "file_key", "file_units", "layout", "validation_mask"]
 
+#: a cluster up to this many times a unit's target stays whole (cut in parts, each part
+#: would decompress the whole cluster again: uproot reads whole baskets)
+_LONGEST = 4
+
 
 def __dir__() -> list[str]:
     return __all__
@@ -51,13 +55,14 @@ class Unit:
 def file_units(
     group: int, path: str, entries: int, clusters: Sequence[int], target: int, cut: bool = True
 ) -> list[Unit]:
-    """Split a file into units of at most ``target`` entries, aligned to clusters where they fit.
+    """Split a file into cluster-aligned units of about ``target`` entries.
 
     Clusters in a row are joined while the run stays within ``target``: a whole
     cluster is read once, each basket decompressed once. A cluster longer than
-    ``target`` is cut evenly, so that memory follows ``target`` (each of its
-    parts decompresses the cluster's baskets again), or with ``cut=False``
-    left whole (for a reader that bounds its memory by reading few columns).
+    ``target`` stays whole up to ``4 * target`` entries (the reader converts it
+    a few columns at a time, into blocks freed as chunks take them); a longer
+    one is cut evenly into parts of at most that (each part decompresses the
+    cluster's baskets again), or with ``cut=False`` left whole.
     """
     bounds = sorted({c for c in clusters if 0 < c < entries} | {entries})
     units: list[Unit] = []
@@ -67,7 +72,7 @@ def file_units(
             units.append(Unit(group, path, start, end))
             start = end
         if bound - start > target:
-            parts = -(-(bound - start) // target) if cut else 1
+            parts = -(-(bound - start) // (_LONGEST * target)) if cut else 1
             edges = [start + (bound - start) * i // parts for i in range(parts + 1)]
             units.extend(Unit(group, path, a, b) for a, b in itertools.pairwise(edges))
             start = bound

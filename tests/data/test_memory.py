@@ -60,10 +60,10 @@ def all_rows(stream) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
-def test_units_never_exceed_the_target_and_follow_clusters_that_fit():
-    units = file_units(0, "f", 100_000, [0, 100_000], 10_000)  # one huge cluster
-    assert max(u.size for u in units) <= 10_000
-    assert [u.start for u in units] == list(range(0, 100_000, 10_000))
+def test_units_follow_clusters_that_fit_and_cut_a_huge_one_in_parts():
+    units = file_units(0, "f", 100_000, [0, 100_000], 10_000)  # ten times the target
+    assert [u.start for u in units] == [0, 33_333, 66_666]  # parts of at most 4 x target
+    assert file_units(0, "f", 40_000, [0, 40_000], 10_000) == [Unit(0, "f", 0, 40_000)]
     small = file_units(0, "f", 10_000, list(range(0, 10_001, 1500)), 4000)
     assert all(u.size <= 4000 and u.start % 1500 == 0 for u in small)  # whole clusters joined
     assert sum(u.size for u in small) == 10_000
@@ -74,7 +74,8 @@ def test_units_never_exceed_the_target_and_follow_clusters_that_fit():
 
 def test_a_huge_cluster_is_read_in_parts_of_chunk_size_with_the_same_rows(one_cluster):
     stream = mn.DataStream({0: one_cluster}, chunk_size=700, shuffle=False, **KW)
-    assert max(u.size for units in stream._units for u in units) <= 700
+    assert max(u.size for units in stream._units for u in units) <= 4 * 700
+    assert len(stream._units[0]) > 1
     whole = mn.DataStream({0: one_cluster}, chunk_size=EVENTS, shuffle=False, **KW)
     assert len(whole._units[0]) == 1
     for mine, theirs in zip(all_rows(stream), all_rows(whole), strict=True):
