@@ -1,6 +1,7 @@
 """Streaming speed and memory: uproot.iterate vs DataStream.chunks vs compute_specs.
 
 Run: .venv/bin/python benchmarks/bench_stream.py [--events 100000] [--repeat 3]
+     .venv/bin/python benchmarks/bench_stream.py --wide [--events 100000] [--clusters 10000 ...]
 
 Writes 2 NanoAOD-like files (8 flat float branches, nJet, nMuon, 5 jagged jet
 and 3 jagged muon float branches; up to 12 jets and 4 muons: 82 features),
@@ -9,6 +10,21 @@ step 10,000), of ``DataStream.chunks()`` and of ``compute_specs``, and their
 ratios. Peak RSS is measured in fresh processes streaming 1x and 8x the events:
 one pass without the epoch cache, and two passes with ``cache="disk"`` (the
 second from the memory-mapped cache), whose growth must stay under 0.3 too.
+
+``--wide`` writes a wide file instead (200 jagged float branches of about 5
+values, each with its counter, and 100 flat float branches: 1,900 features at
+max_len=8, 460 MB for 100k events), once per cluster size of ``--clusters``
+(events per cluster: as many as the chunks, 2.5 times, and the whole file by
+default), and runs each case in a fresh process: a raw ``uproot.iterate``
+over the same branches (step 10,000), one pass of DataStream (chunk_size
+10,000, cache=False) with the file as one label and as both labels,
+``compute_specs``, and two passes with ``cache="disk"`` and with ``"auto"``
+(events/s over both). Each prints its events/s and its peak anonymous memory
+(RssAnon + RssShmem of /proc/self/status, sampled every millisecond by a
+thread, less their value after the imports: the file's memory-mapped pages
+do not count); ratios are to the raw read. Target: peak memory at most 1.5x
+the raw read's. For the figures of another version of the package, put it
+first on PYTHONPATH (``git archive main mlaas4hep_nb | tar -x -C /tmp/before``).
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -99,11 +116,144 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n)
     return float(rss), int(n)
 
 
+WIDE_JAGGED, WIDE_FLAT, WIDE_MAX_LEN, WIDE_STEP = 200, 100, 8, 10_000
+WIDE_CASES = (
+    "raw",
+    "stream_1_label",
+    "stream_2_labels",
+    "compute_specs",
+    "disk_cache",
+    "auto_cache",
+)
+
+
+def write_wide(path: Path, n: int, cluster: int, seed: int = 0) -> None:
+    """The wide file: each ``tree.extend`` of ``cluster`` events writes one cluster."""
+    rng = np.random.default_rng(seed)
+    with uproot.recreate(path) as file:
+        tree = None
+        for start in range(0, n, cluster):
+            m = min(cluster, n - start)
+            data: dict[str, object] = {}
+            for i in range(WIDE_JAGGED):
+                counts = rng.poisson(5, m)
+                values = rng.normal(size=counts.sum()).astype(np.float32)
+                data[f"J{i}_v"] = ak.unflatten(values, counts)
+            for i in range(WIDE_FLAT):
+                data[f"F{i}"] = rng.normal(size=m).astype(np.float32)
+            if tree is None:
+                types = {
+                    k: v.type.content if isinstance(v, ak.Array) else v.dtype
+                    for k, v in data.items()
+                }
+                tree = file.mktree("Events", types)
+            tree.extend(data)
+
+
+def _anon_bytes() -> int:
+    """Resident memory not backed by a file: RssAnon + RssShmem (shared anonymous maps)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return sum(int(fields[name].split()[0]) * 1024 for name in ("RssAnon", "RssShmem"))
+
+
+class _PeakMemory:
+    """The most anonymous memory (`_anon_bytes`) seen by a thread sampling it every ms."""
+
+    def __init__(self) -> None:
+        self.peak = _anon_bytes()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.001):
+            self.peak = max(self.peak, _anon_bytes())
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return max(self.peak, _anon_bytes())
+
+
+def wide_probe(case: str, path: str, spec_path: str) -> None:
+    """Run one wide case in this (fresh) process; print its figures as JSON."""
+    import mlaas4hep_nb as mn
+
+    base = _anon_bytes()
+    peak = _PeakMemory()
+    start = time.perf_counter()
+    extra: dict[str, object] = {}
+    options = {"specs": spec_path, "chunk_size": WIDE_STEP, "progress": False}
+    if case == "raw":
+        names = [b.name for b in mn.FeatureSpec.load(spec_path).branches]
+        n = sum(len(a) for a in uproot.iterate(path + ":Events", names, step_size=WIDE_STEP))
+    elif case in ("stream_1_label", "stream_2_labels"):
+        sources = {0: path} if case == "stream_1_label" else {0: path, 1: path}
+        stream = mn.DataStream(sources, cache=False, **options)
+        n = sum(len(y) for _, _, y in stream.chunks())
+    elif case == "compute_specs":
+        mn.compute_specs(path, max_len=WIDE_MAX_LEN, cache=False, progress=False)
+        n = uproot.open(path + ":Events").num_entries
+    else:  # two passes, the second from the cache
+        stream = mn.DataStream({0: path}, cache=case.split("_")[0], **options)
+        n = sum(len(y) for _ in range(2) for _, _, y in stream.chunks())
+        info = stream.report["cache"]
+        extra = {k: info[k] for k in ("memory_bytes", "disk_bytes", "limit", "hits")}
+    seconds = time.perf_counter() - start
+    figures = {"events_per_s": round(n / seconds), "peak_anon_mib": (peak.stop() - base) / 2**20}
+    print(json.dumps({**figures, "events": n, **extra}))
+
+
+def wide(args: argparse.Namespace) -> None:
+    import mlaas4hep_nb as mn
+
+    results = {}
+    for cluster in args.clusters:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "wide.root")
+            write_wide(Path(path), args.events, cluster)
+            spec = mn.compute_specs(path, max_len=WIDE_MAX_LEN, cache=False, progress=False)
+            spec_path = str(spec.save(Path(tmp) / "spec.json"))
+            figures: dict[str, dict[str, float]] = {}
+            for case in WIDE_CASES:
+                command = [sys.executable, __file__, "--probe", case, path, spec_path]
+                out = subprocess.run(command, capture_output=True, text=True, check=True)
+                figures[case] = json.loads(out.stdout.splitlines()[-1])
+        raw = figures["raw"]
+        for case in figures.values():
+            case["peak_anon_mib"] = round(case["peak_anon_mib"], 1)
+            case["memory_over_raw"] = round(case["peak_anon_mib"] / raw["peak_anon_mib"], 2)
+            case["speed_over_raw"] = round(case["events_per_s"] / raw["events_per_s"], 2)
+        results[f"cluster_{cluster}"] = figures
+    print(json.dumps({"features": spec.n_features, "events": args.events, **results}, indent=1))
+    print("target: memory_over_raw <= 1.5 (stream_1_label, stream_2_labels, compute_specs)")
+    clusters = " ".join(str(c) for c in args.clusters)
+    print(
+        "reproduce: .venv/bin/python benchmarks/bench_stream.py --wide "
+        f"--events {args.events} --clusters {clusters}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="events per file")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--wide", action="store_true", help="the wide-file memory case")
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        nargs="+",
+        default=[10_000, 25_000, 100_000],
+        help="wide: events per cluster, one file each",
+    )
+    parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        wide_probe(*args.probe)
+        return
+    if args.wide:
+        wide(args)
+        return
 
     import mlaas4hep_nb as mn
 

@@ -12,9 +12,11 @@ imported on first use by the adapters). The path of the data, module by module::
     branch_groups  group and filter thousands of branch names (the Browser's model)
     spec         FeatureSpec and BranchSpec: what each branch becomes (JSON)
     measure      compute_specs: one vectorised statistics pass, cached by fingerprint
-    convert      awkward arrays to X, mask (padding, normalisation)
-    plan         cluster-aligned units, mixing and the train/validation split
+    memory       large arrays mapped from the OS, returned to it when freed
+    convert      awkward arrays to X, mask (padding, normalisation), in row blocks
+    plan         cluster-aligned units of at most chunk_size, mixing, the train/validation split
     reader       read_passing (the one read-then-cut, retried) and UnitReader
+    readahead    ReadAhead: units read ahead of the chunks, bounded in count and bytes
     cache        UnitCache: converted units kept across passes (memory, then mapped files)
     stream       DataStream: units read ahead on threads (or Dask), chunks, batches
     selection    Selection: labelled files, tree, branches, options (what the Browser hands on)
@@ -23,5 +25,5 @@ imported on first use by the adapters). The path of the data, module by module::
     parallel, progress  ordered thread maps, progress bars
 
 Arrows point one way: paths → rootio → handles → expressions → scan → spec →
-measure/convert → plan → reader → cache → stream → selection, tf.
+memory → measure/convert → plan → reader → readahead → cache → stream → selection, tf.
 """

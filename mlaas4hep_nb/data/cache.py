@@ -1,8 +1,8 @@
 """UnitCache: the converted rows of each unit, kept across passes (in memory, then on disk).
 
 A stream's first pass reads and converts the ROOT files; later passes take
-each unit's `Part` (float32 X, mask, labels, validation flags, entry numbers)
-from here and assemble it into chunks exactly as a fresh read would, so the
+each unit's blocks (`Part`: float32 X, mask, labels, validation flags, entry
+numbers) from here and assemble it into chunks exactly as a fresh read would, so the
 per-pass shuffling is unchanged. Units are kept in memory while the cached
 bytes stay under a limit, then (``"auto"``) in memory-mapped files of a
 temporary folder that is removed when the cache is cleared, closed or
@@ -31,12 +31,16 @@ import numpy as np
 import psutil
 
 from .plan import Unit
+from .readahead import nbytes
 from .reader import Part
 
 __all__ = ["CACHE_MODES", "UnitCache", "available_memory", "cache_mode"]
 
 CACHE_MODES = ("auto", "memory", "disk")
-_MEMORY_SHARE = 4  # the default memory limit: a quarter of the memory available
+# the default memory limit: an eighth of the memory available (and of what the cache holds).
+# Units past it go to files whose pages the kernel keeps in memory while it has room and
+# can take back when it has not; the rows held in memory it cannot.
+_MEMORY_SHARE = 8
 _ALIGN = 64  # byte alignment of the arrays in a unit's file
 _FIELDS = ("x", "mask", "y", "validation", "rows")
 
@@ -85,21 +89,23 @@ def available_memory() -> int:
 
 @dataclass
 class _OnDisk:
-    """Where a unit's arrays lie in its file: ``(field, dtype, shape, offset)`` each."""
+    """Where a unit's arrays lie in its file: ``(field, dtype, shape, offset)`` per block."""
 
     path: str
-    layout: list[tuple[str, str, tuple[int, ...], int]]
+    layout: list[list[tuple[str, str, tuple[int, ...], int]]]
     nbytes: int
 
-    def load(self) -> Part:
+    def load(self) -> list[Part]:
         raw = np.memmap(self.path, np.uint8, "r")
-        arrays: dict[str, np.ndarray] = {}
-        for name, dtype, shape, offset in self.layout:
-            size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            arrays[name] = raw[offset : offset + size].view(dtype).reshape(shape)
-        a = arrays
-        nonfinite = {k[1:]: v for k, v in a.items() if k.startswith("!")}
-        return Part(a["x"], a["mask"], a["y"], a["validation"], a["rows"], nonfinite)
+        blocks = []
+        for block in self.layout:
+            a: dict[str, np.ndarray] = {}
+            for name, dtype, shape, offset in block:
+                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                a[name] = raw[offset : offset + size].view(dtype).reshape(shape)
+            nonfinite = {k[1:]: v for k, v in a.items() if k.startswith("!")}
+            blocks.append(Part(a["x"], a["mask"], a["y"], a["validation"], a["rows"], nonfinite))
+        return blocks
 
 
 def _arrays(part: Part) -> list[tuple[str, np.ndarray]]:
@@ -107,20 +113,23 @@ def _arrays(part: Part) -> list[tuple[str, np.ndarray]]:
     return named + [("!" + key, value) for key, value in part.nonfinite.items()]
 
 
-def _nbytes(part: Part) -> int:
-    return sum(int(array.nbytes) for _, array in _arrays(part))
+def _nbytes(blocks: list[Part]) -> int:
+    return sum(nbytes(part) for part in blocks)
 
 
-def _write(path: str, part: Part) -> _OnDisk:
-    layout, offset = [], 0
+def _write(path: str, blocks: list[Part]) -> _OnDisk:
+    layout: list[list[tuple[str, str, tuple[int, ...], int]]] = []
+    offset = 0
     with open(path, "wb") as file:
-        for name, array in _arrays(part):
-            array = np.ascontiguousarray(array)
-            offset = -(-offset // _ALIGN) * _ALIGN
-            file.seek(offset)
-            file.write(array.reshape(-1).view(np.uint8).data)
-            layout.append((name, array.dtype.str, tuple(array.shape), offset))
-            offset += array.nbytes
+        for part in blocks:
+            layout.append([])
+            for name, array in _arrays(part):
+                array = np.ascontiguousarray(array)
+                offset = -(-offset // _ALIGN) * _ALIGN
+                file.seek(offset)
+                file.write(array.reshape(-1).view(np.uint8).data)
+                layout[-1].append((name, array.dtype.str, tuple(array.shape), offset))
+                offset += array.nbytes
     return _OnDisk(path, layout, offset)
 
 
@@ -131,8 +140,9 @@ class UnitCache:
     ----------
     mode : ``"auto"`` (memory, then files), ``"memory"`` (memory only: units
         past the limit are read again each pass) or ``"disk"`` (files only).
-    limit : bytes of units kept in memory; a quarter of `available_memory`
-        (taken when the first unit is stored) when None.
+    limit : bytes of units kept in memory. When None, an eighth of what the
+        cache holds in memory plus `available_memory`, asked at each store: the
+        cache stops growing in memory when other memory use grows.
     parent : the folder in which the cache makes its temporary folder (the
         system's temporary folder when None).
     reserve : free bytes the cache leaves on the disk; past it, units are not kept.
@@ -153,6 +163,7 @@ class UnitCache:
             raise ValueError(msg)
         self.mode = mode
         self.limit = None if limit is None else int(limit)
+        self.bound = self.limit  # the memory limit at the latest store
         self.parent = parent
         self.reserve = reserve
         self.folder: str | None = None
@@ -163,7 +174,7 @@ class UnitCache:
         self.left_out = 0  # units of the latest pass not kept (limit reached, disk full)
         self.reason: str | None = None  # why the latest pass read from the files
         self.full: str | None = None  # why units were left out, when some were
-        self._units: dict[Unit, Part | _OnDisk] = {}
+        self._units: dict[Unit, list[Part] | _OnDisk] = {}
         self._asked: set[Unit] = set()  # the units the latest pass used
         self._stamps: dict[str, Any] = {}  # file -> identity its units were read under
         self._key: Any = None
@@ -199,8 +210,8 @@ class UnitCache:
             self._stamps = dict(stamps)
             return changed
 
-    def get(self, unit: Unit) -> Part | None:
-        """The unit's rows (memory-mapped when on disk), or None when not kept."""
+    def get(self, unit: Unit) -> list[Part] | None:
+        """The unit's blocks (memory-mapped when on disk), or None when not kept."""
         with self._lock:
             self._asked.add(unit)
             entry = self._units.get(unit)
@@ -210,14 +221,14 @@ class UnitCache:
             self.hits += 1
         return entry.load() if isinstance(entry, _OnDisk) else entry
 
-    def put(self, unit: Unit, part: Part) -> None:
-        """Keep ``part`` (read in this pass) for the next passes, if there is room."""
+    def put(self, unit: Unit, blocks: list[Part]) -> None:
+        """Keep a unit's ``blocks`` (read in this pass) for the next passes, if there is room."""
         with self._lock:
             if unit in self._units or self._stamps.get(unit.file) is None:
                 return
-            size = _nbytes(part)
-            if self.mode != "disk" and (len(part.y) == 0 or self._fits_in_memory(size)):
-                self._units[unit] = part
+            size = _nbytes(blocks)
+            if self.mode != "disk" and (size == 0 or self._fits_in_memory(size)):
+                self._units[unit] = blocks
                 self.memory_bytes += size
                 return
             if self.mode == "memory":
@@ -229,7 +240,7 @@ class UnitCache:
             path = str(Path(self._folder()) / f"unit-{self._next}.bin")
             self._next += 1
         try:
-            stored = _write(path, part)  # outside the lock: a pass need not wait for it
+            stored = _write(path, blocks)  # outside the lock: a pass need not wait for it
         except OSError as err:  # the disk filled up, or the folder was cleared meanwhile
             with contextlib.suppress(OSError):
                 Path(path).unlink(missing_ok=True)
@@ -250,8 +261,8 @@ class UnitCache:
 
     def _fits_in_memory(self, size: int) -> bool:
         if self.limit is None:
-            self.limit = available_memory() // _MEMORY_SHARE
-        return self.memory_bytes + size <= self.limit
+            self.bound = (self.memory_bytes + available_memory()) // _MEMORY_SHARE
+        return self.memory_bytes + size <= (self.bound or 0)
 
     def _fits_on_disk(self, size: int) -> bool:
         usage = shutil.disk_usage(self._folder())
@@ -310,7 +321,7 @@ class UnitCache:
                 "bytes": self.memory_bytes + self.disk_bytes,
                 "memory_bytes": self.memory_bytes,
                 "disk_bytes": self.disk_bytes,
-                "limit": self.limit,
+                "limit": self.bound,
                 "path": self.folder,
                 "hits": self.hits,
                 "reads": self.reads,

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import awkward as ak
 import numpy as np
+
+from .memory import mapped_zeros
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from .spec import BranchSpec, FeatureSpec
 
-__all__ = ["NORMALIZATIONS", "Converter", "flat_values", "jagged_parts", "scaling"]
+__all__ = ["NORMALIZATIONS", "Block", "Converter", "flat_values", "jagged_parts", "scaling"]
 
 NORMALIZATIONS = ("minmax", "standard", None)
 
@@ -104,6 +108,17 @@ class _Slots:
         )
 
 
+@dataclass
+class Block:
+    """Rows ``[start, stop)`` of a converted matrix: X, mask, and NaN/inf counts per row."""
+
+    start: int
+    stop: int
+    x: NDArray[np.float32]
+    mask: NDArray[np.bool_]
+    nonfinite: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+
+
 class Converter:
     """Fill ``(X, mask)`` from columns as a `FeatureSpec` lays them out.
 
@@ -112,6 +127,10 @@ class Converter:
     ``pad`` first values. NaN and inf are replaced by 0 and masked; they are
     counted per branch and per row (``{branch: counts [n]}``, only branches
     that have some), so a caller can count them in any subset of the rows.
+
+    `fill` converts some of the branches into row blocks made by `blocks`: a
+    reader can convert a few branches at a time (their raw arrays are then
+    dropped) into blocks that a stream frees one by one.
     """
 
     def __init__(self, spec: FeatureSpec, normalize: str | None = "minmax") -> None:
@@ -120,33 +139,57 @@ class Converter:
             raise ValueError(msg)
         self.spec = spec
         self.normalize = normalize
-        self._scalings = [scaling(branch, normalize) for branch in spec.branches]
-        self._starts = np.cumsum([0] + [b.pad for b in spec.branches])[:-1].tolist()
+        starts = np.cumsum([0] + [b.pad for b in spec.branches])[:-1].tolist()
+        self._layout = {
+            branch.name: (branch, start, scaling(branch, normalize))
+            for branch, start in zip(spec.branches, starts, strict=True)
+        }
 
     def __call__(
         self, columns: Mapping[str, ak.Array]
     ) -> tuple[NDArray[np.float32], NDArray[np.bool_], dict[str, NDArray[np.int64]]]:
         n = len(next(iter(columns.values()))) if columns else 0
+        (block,) = self.blocks([0, n])
+        self.fill([block], {b.name: columns[b.name] for b in self.spec.branches if b.pad})
+        return block.x, block.mask, block.nonfinite
+
+    def blocks(self, edges: Sequence[int]) -> list[Block]:
+        """Empty blocks (zeros, all masked) of rows ``[edges[i], edges[i + 1])``."""
         n_columns = self.spec.n_features
-        x = np.zeros((n, n_columns), dtype=np.float32)
-        mask = np.zeros((n, n_columns), dtype=bool)
-        flat_x, flat_mask = x.reshape(-1), mask.reshape(-1)
+        return [
+            Block(
+                start,
+                stop,
+                # every branch writes to every row: a block's pages are soon all written
+                mapped_zeros((stop - start, n_columns), np.float32, huge=True),
+                mapped_zeros((stop - start, n_columns), bool, huge=True),
+            )
+            for start, stop in itertools.pairwise(edges)
+        ]
+
+    def fill(self, blocks: Sequence[Block], columns: Mapping[str, ak.Array]) -> None:
+        """Convert the spec's branches found in ``columns`` (all rows of ``blocks``) into them.
+
+        Columns in the spec's order let branches that share a counter share its layout.
+        """
+        n = blocks[-1].stop if blocks else 0
+        n_columns = self.spec.n_features
         slots: _Slots | None = None
-        nonfinite: dict[str, NDArray[np.int64]] = {}
-        for branch, start, (offset, width) in zip(
-            self.spec.branches, self._starts, self._scalings, strict=True
-        ):
+        for name, column in columns.items():
+            if name not in self._layout:
+                continue
+            branch, start, (offset, width) = self._layout[name]
             if branch.pad == 0:
                 continue
             if branch.jagged:
-                counts, starts, content = jagged_parts(columns[branch.name])
+                counts, starts, content = jagged_parts(column)
                 # branches sharing a counter (Jet_pt, Jet_eta, ...) share one slot layout
                 if slots is None or not slots.fits(counts, starts, branch.pad):
                     slots = _Slots(counts, starts, branch.pad, n_columns)
                 values = content[slots.source].astype(np.float32)
             else:
                 # flat: [n]; a fixed-size array: [n, size], its first pad values kept
-                values = flat_values(columns[branch.name]).astype(np.float32)
+                values = flat_values(column).astype(np.float32)
                 if values.ndim == 2:
                     values = values[:, : branch.pad]
             if self.normalize is not None:
@@ -159,15 +202,34 @@ class Converter:
             bad = ~np.isfinite(values)
             if bad.any():
                 values[bad] = 0.0
-                nonfinite[branch.name] = _per_row(bad, slots if branch.jagged else None, n)
+                per_row = _per_row(bad, slots if branch.jagged else None, n)
+                for block in blocks:
+                    block.nonfinite[name] = per_row[block.start : block.stop].copy()
             if branch.jagged:
-                target = cast("_Slots", slots).target + start  # set above for a jagged branch
-                flat_x[target] = values
-                flat_mask[target] = ~bad
+                _scatter(blocks, cast("_Slots", slots), start, values, bad)  # set above
             else:
-                x[:, start : start + branch.pad] = values.reshape(n, branch.pad)
-                mask[:, start : start + branch.pad] = ~bad.reshape(n, branch.pad)
-        return x, mask, nonfinite
+                values, good = values.reshape(n, branch.pad), ~bad.reshape(n, branch.pad)
+                for block in blocks:
+                    block.x[:, start : start + branch.pad] = values[block.start : block.stop]
+                    block.mask[:, start : start + branch.pad] = good[block.start : block.stop]
+
+
+def _scatter(
+    blocks: Sequence[Block],
+    slots: _Slots,
+    start: int,
+    values: NDArray[np.float32],
+    bad: NDArray[np.bool_],
+) -> None:
+    """Put a jagged branch's kept values in their places (rows ascend in ``slots.target``)."""
+    width = slots.n_columns
+    cuts = np.searchsorted(slots.target, [block.start * width for block in blocks[1:]])
+    for block, (low, high) in zip(
+        blocks, itertools.pairwise([0, *cuts.tolist(), len(values)]), strict=True
+    ):
+        target = slots.target[low:high] + (start - block.start * width)
+        block.x.reshape(-1)[target] = values[low:high]
+        block.mask.reshape(-1)[target] = ~bad[low:high]
 
 
 def _per_row(bad: NDArray[np.bool_], slots: _Slots | None, n: int) -> NDArray[np.int64]:

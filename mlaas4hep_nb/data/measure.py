@@ -17,12 +17,14 @@ import numpy as np
 
 from ..errors import EmptyDataError, SkippedBranchWarning, warn_user
 from .convert import flat_values, jagged_parts
+from .defaults import DEFAULT_CHUNK_SIZE
 from .expressions import cut_symbols
 from .handles import OpenFiles
 from .parallel import map_ordered
 from .paths import PathLike, expand
+from .plan import file_units
 from .progress import progress_bar
-from .reader import close_file, read_passing
+from .reader import NAMES_PER_READ, close_file, read_passing
 from .rootio import Column
 from .scan import (
     DEFAULT_EXCLUDE,
@@ -44,7 +46,6 @@ __all__ = ["check_max_len", "compute_specs", "file_partial"]
 #: Part of the cache key: raised when the same files and selection give another spec
 #: (3: constant branches are left out of the default selection and of globs).
 _SPEC_RULES = 3
-_SPEC_CHUNK = 100_000
 
 
 def __dir__() -> list[str]:
@@ -115,39 +116,41 @@ def file_partial(
     cut: str | None,
     caps: Mapping[str, int | None],
     aliases: Mapping[str, str] | None = None,
-    step: int = _SPEC_CHUNK,
+    step: int = DEFAULT_CHUNK_SIZE,
     on_progress: Callable[[int], None] | None = None,
     open_files: OpenFiles | None = None,
 ) -> dict[str, Any]:
     """Partial statistics of one file: events passing the cut and per-branch moments.
 
-    With ``open_files``, the file is read through the handle kept there.
+    The file is read ``step`` entries at a time, or a whole cluster where one
+    is longer (it is decompressed once), a few columns at a time: a read
+    holds at most about ``step`` x `NAMES_PER_READ` values. With
+    ``open_files``, the file is read through the handle kept there.
     """
     where = f"{meta.path}:{tree}"
-    names = [column.name for column in selected]
     cut_names = cut_symbols(cut, list(meta.columns), where) if cut else []
     partial: dict[str, Any] = {"events": 0, "branches": {}}
+    read = functools.partial(read_passing, meta.path, tree, aliases=aliases, open_files=open_files)
     try:
-        for start in range(0, meta.entries, step):
-            stop = min(start + step, meta.entries)
-            arrays, entries = read_passing(
-                meta.path,
-                tree,
-                names,
-                start,
-                stop,
-                cut=cut,
-                cut_names=cut_names,
-                aliases=aliases,
-                open_files=open_files,
-            )
+        for unit in file_units(0, meta.path, meta.entries, meta.clusters, step, cut=False):
+            _, entries = read([], unit.start, unit.stop, cut=cut, cut_names=cut_names)
+            passed = None
+            if cut:
+                passed = np.zeros(unit.size, dtype=bool)
+                passed[entries - unit.start] = True
             partial["events"] += len(entries)
-            for column in selected:
-                part = _column_partial(column, arrays[column.name], caps[column.name])
-                seen = partial["branches"].get(column.name)
-                partial["branches"][column.name] = part if seen is None else _merge(seen, part)
+            per_read = max(1, NAMES_PER_READ * step // unit.size)
+            for first in range(0, len(selected), per_read):
+                columns = selected[first : first + per_read]
+                arrays, _ = read([c.name for c in columns], unit.start, unit.stop)
+                for column in columns:
+                    array = arrays.pop(column.name)
+                    array = array if passed is None else array[passed]
+                    part = _column_partial(column, array, caps[column.name])
+                    seen = partial["branches"].get(column.name)
+                    partial["branches"][column.name] = part if seen is None else _merge(seen, part)
             if on_progress is not None:
-                on_progress(stop - start)
+                on_progress(unit.size)
     finally:
         if open_files is None:
             # the pass keeps no file open: a Dask worker's thread would hold it for the
@@ -232,6 +235,7 @@ def compute_specs(
     cut: str | None = None,
     *,
     aliases: Aliases | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     cache: bool = True,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
@@ -254,6 +258,8 @@ def compute_specs(
         ``sum``/``max``/``any``/... reducing jagged values per event), or
         ``{label: {name: expression}}`` to map samples with other schemas onto
         the same features (``files`` must then be ``{label: files}``).
+    chunk_size : entries of a file read at a time (whole clusters where they are
+        no longer); bounds memory, as `DataStream`'s (which passes its own).
     cache : reuse a spec computed before for the very same files and selection.
     progress : show a progress bar (tqdm: a widget in notebooks, text in terminals).
     on_progress : called as ``on_progress(entries_done, entries_total)`` as files are
@@ -263,6 +269,9 @@ def compute_specs(
         passes its own, which its scan filled); by default, new ones for this call.
     """
     check_max_len(max_len)
+    if chunk_size < 1:
+        msg = f"chunk_size must be positive, not {chunk_size}"
+        raise ValueError(msg)
     if open_files is None:
         with contextlib.closing(OpenFiles()) as own:  # a DataStream passes its own
             return compute_specs(
@@ -273,6 +282,7 @@ def compute_specs(
                 max_len,
                 cut=cut,
                 aliases=aliases,
+                chunk_size=chunk_size,
                 cache=cache,
                 progress=progress,
                 on_progress=on_progress,
@@ -304,7 +314,17 @@ def compute_specs(
     selected, skipped = select(metas, tree, branches, exclude)
     caps = _caps(selected, max_len)
     partials = _partials(
-        metas, tree, selected, cut, caps, alias_map, progress, on_progress, client, open_files
+        metas,
+        tree,
+        selected,
+        cut,
+        caps,
+        alias_map,
+        chunk_size,
+        progress,
+        on_progress,
+        client,
+        open_files,
     )
     total: dict[str, Any] = {"events": 0, "branches": {}}
     for partial in partials:
@@ -376,6 +396,7 @@ def _partials(
     cut: str | None,
     caps: Mapping[str, int | None],
     alias_map: Mapping[str, Mapping[str, str]],
+    step: int,
     progress: bool,
     on_progress: Callable[[int, int], None] | None,
     client: Client | None,
@@ -397,7 +418,9 @@ def _partials(
         if client is not None:
             from ..dask import map_partials
 
-            on_worker = functools.partial(_file_partial_of, tree, selected, cut, caps, alias_map)
+            on_worker = functools.partial(
+                _file_partial_of, tree, selected, cut, caps, alias_map, step
+            )
             return map_partials(client, on_worker, metas, [m.entries for m in metas], advance)
 
         local = functools.partial(
@@ -407,6 +430,7 @@ def _partials(
             cut,
             caps,
             alias_map,
+            step,
             on_progress=advance,
             open_files=open_files,
         )
@@ -420,6 +444,7 @@ def _file_partial_of(
     cut: str | None,
     caps: Mapping[str, int | None],
     alias_map: Mapping[str, Mapping[str, str]],
+    step: int,
     meta: FileMeta,
     on_progress: Callable[[int], None] | None = None,
     open_files: OpenFiles | None = None,
@@ -432,6 +457,7 @@ def _file_partial_of(
         cut,
         caps,
         alias_map.get(meta.path),
+        step,
         on_progress=on_progress,
         open_files=open_files,
     )

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Group", "Slice", "Unit", "file_key", "file_units", "layout", "validation_mask"]
 
+#: a cluster up to this many times a unit's target stays whole (cut in parts, each part
+#: would decompress the whole cluster again: uproot reads whole baskets)
+_LONGEST = 4
+
 
 def __dir__() -> list[str]:
     return __all__
@@ -49,23 +53,32 @@ class Unit:
 
 
 def file_units(
-    group: int, path: str, entries: int, clusters: Sequence[int], target: int
+    group: int, path: str, entries: int, clusters: Sequence[int], target: int, cut: bool = True
 ) -> list[Unit]:
-    """Split a file into cluster-aligned units of at least ``target`` entries.
+    """Split a file into cluster-aligned units of about ``target`` entries.
 
-    Reading whole clusters decompresses every basket once. A run of clusters
-    longer than ``4 * target`` is cut evenly so that memory stays bounded.
+    Clusters in a row are joined while the run stays within ``target``: a whole
+    cluster is read once, each basket decompressed once. A cluster longer than
+    ``target`` stays whole up to ``4 * target`` entries (the reader converts it
+    a few columns at a time, into blocks freed as chunks take them); a longer
+    one is cut evenly into parts of at most that (each part decompresses the
+    cluster's baskets again), or with ``cut=False`` left whole.
     """
-    bounds = [c for c in sorted(set(clusters)) if 0 < c < entries] + [entries]
-    units: list[Unit]
-    units, start = [], 0
+    bounds = sorted({c for c in clusters if 0 < c < entries} | {entries})
+    units: list[Unit] = []
+    start = end = 0  # the run of whole clusters [start, end) not yet made a unit
     for bound in bounds:
-        if bound - start < target and bound != entries:
-            continue
-        parts = max(1, -(-(bound - start) // (4 * target)))
-        edges = [start + (bound - start) * i // parts for i in range(parts + 1)]
-        units.extend(Unit(group, path, a, b) for a, b in itertools.pairwise(edges) if a < b)
-        start = bound
+        if bound - start > target and end > start:
+            units.append(Unit(group, path, start, end))
+            start = end
+        if bound - start > target:
+            parts = -(-(bound - start) // (_LONGEST * target)) if cut else 1
+            edges = [start + (bound - start) * i // parts for i in range(parts + 1)]
+            units.extend(Unit(group, path, a, b) for a, b in itertools.pairwise(edges))
+            start = bound
+        end = bound
+    if end > start:
+        units.append(Unit(group, path, start, end))
     return units
 
 

@@ -19,7 +19,7 @@ import awkward as ak
 import numpy as np
 
 from ..errors import SourceError
-from .convert import Converter
+from .convert import Block, Converter
 from .expressions import evaluate_cut, read_with_aliases
 from .handles import OpenFiles
 from .paths import is_remote
@@ -30,9 +30,11 @@ from .spec import FeatureSpec
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["Part", "UnitReader", "close_file", "read_passing", "with_retries"]
+__all__ = ["NAMES_PER_READ", "Part", "UnitReader", "close_file", "read_passing", "with_retries"]
 
 _OPEN_FILES_PER_THREAD = 8
+#: Columns read at a time: uproot holds every basket of a read until it returns.
+NAMES_PER_READ = 64
 
 T = TypeVar("T")
 
@@ -152,6 +154,8 @@ def read_passing(
     """
     where = f"{path}:{tree}"
     read_names = list(dict.fromkeys([*names, *cut_names]))
+    if not read_names:
+        return {}, np.arange(start, stop)
 
     def action() -> dict[str, ak.Array]:
         if open_files is None:
@@ -177,7 +181,13 @@ def read_passing(
 
 @dataclass
 class UnitReader:
-    """Read, cut, convert and label one `Unit`; picklable for Dask workers."""
+    """Read, cut, convert and label one `Unit`; picklable for Dask workers.
+
+    It reads ``names_per_read`` columns at a time (uproot holds every basket
+    of a read until it returns) and converts them before reading more, into
+    blocks of at most ``block`` entries that a stream frees as its chunks
+    take them.
+    """
 
     tree: str
     names: Sequence[str]
@@ -186,12 +196,15 @@ class UnitReader:
     labels: Sequence[int | None]
     label_branch: str | None = None
     cut: str | None = None
+    cut_names: Sequence[str] = ()
     aliases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     seed: int = 0
     validation_fraction: float = 0.2
     retries: int = 3
     backoff: float = 0.5
     cache_dir: str | None = None
+    block: int | None = None
+    names_per_read: int = NAMES_PER_READ
     #: the stream's open files (left behind when pickled for a Dask worker)
     open_files: OpenFiles | None = field(default=None, repr=False, compare=False)
 
@@ -227,9 +240,22 @@ class UnitReader:
             open_files=self.open_files,
         )
 
-    def __call__(self, unit: Unit) -> Part:
-        arrays, entries = self.passing(unit.file, self.names, unit.start, unit.stop)
-        x, mask, nonfinite = self._converter(arrays)
+    def __call__(self, unit: Unit) -> list[Part]:
+        """The unit's rows passing the cut, in blocks of at most ``block`` entries."""
+        features = {branch.name for branch in self.spec.branches}
+        others = [name for name in self.names if name not in features]
+        arrays, entries = self.passing(unit.file, others, unit.start, unit.stop, self.cut_names)
+        rows = entries - unit.start
+        passed = None
+        if self.cut:
+            passed = np.zeros(unit.size, dtype=bool)
+            passed[rows] = True
+        parts = max(1, -(-unit.size // (self.block or unit.size)))
+        edges = [unit.size * i // parts for i in range(parts + 1)]
+        blocks = self._converter.blocks(np.searchsorted(rows, edges).tolist())
+        wanted = [name for name in self.names if name in features]
+        for first in range(0, len(wanted), self.names_per_read):
+            self._convert(unit, wanted[first : first + self.names_per_read], passed, blocks)
         label = self.labels[unit.group]
         if label is None:
             # a group without a label reads it from label_branch (set by DataStream)
@@ -239,11 +265,38 @@ class UnitReader:
         validation = validation_mask(
             file_key(unit.file), entries, self.seed, self.validation_fraction
         )
-        return Part(
-            x,
-            mask,
-            y,
-            validation,
-            entries - unit.start,
-            {f"{k} ({unit.file})": v for k, v in nonfinite.items()},
+        return [
+            Part(
+                block.x,
+                block.mask,
+                y[block.start : block.stop],
+                validation[block.start : block.stop],
+                rows[block.start : block.stop],
+                {f"{k} ({unit.file})": v for k, v in block.nonfinite.items()},
+            )
+            for block in blocks
+        ]
+
+    def _convert(
+        self,
+        unit: Unit,
+        names: Sequence[str],
+        passed: NDArray[np.bool_] | None,
+        blocks: list[Block],
+    ) -> None:
+        """Read columns ``names`` of the unit and convert them into ``blocks`` (then drop them)."""
+        arrays, _ = read_passing(
+            unit.file,
+            self.tree,
+            names,
+            unit.start,
+            unit.stop,
+            aliases=self.aliases.get(unit.file),
+            retries=self.retries,
+            backoff=self.backoff,
+            cache_dir=self.cache_dir,
+            open_files=self.open_files,
         )
+        if passed is not None:
+            arrays = {name: array[passed] for name, array in arrays.items()}
+        self._converter.fill(blocks, arrays)

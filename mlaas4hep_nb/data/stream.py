@@ -12,7 +12,7 @@ import os
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -22,9 +22,11 @@ from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE
 from .expressions import cut_symbols
 from .handles import OpenFiles
 from .measure import check_max_len, compute_specs
+from .memory import mapped_zeros
 from .parallel import map_ordered
 from .paths import PathLike, expand, file_identity, is_remote
-from .plan import Group, Slice, Unit, file_key, file_units, layout, validation_mask
+from .plan import Group, Unit, file_key, file_units, layout, validation_mask
+from .readahead import Pending, ReadAhead
 from .reader import Part, UnitReader
 from .rootio import one_line
 from .scan import DEFAULT_EXCLUDE, Aliases, FileMeta, aliases_by_file, scan, select
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["DataStream", "NonFiniteWarning"]
 
 _SPLITS = (None, "train", "validation")
+_BLOCKS_PER_CHUNK = 8  # a unit's rows come in blocks of chunk_size / 8 entries, freed one by one
+_PREFETCH_FLOOR = 64 * 2**20  # the least default prefetch_bytes: narrow rows keep every reader busy
 _ON_ERROR = ("raise", "skip")
 # what a unit's converted rows depend on (besides its file): the cache's key
 _READ_SETTINGS = (
@@ -63,21 +67,13 @@ class NonFiniteWarning(UserWarning):
     """NaN or inf values were found, replaced by 0 and masked."""
 
 
-class _Pending(Protocol):
-    """A read in flight: a thread's or a Dask worker's future, or `_Finished`."""
-
-    def result(self) -> Part: ...
-
-    def cancel(self) -> bool: ...
-
-
 @dataclass
 class _Finished:
     """An already computed result with a Future's ``result``/``cancel`` (no reader threads)."""
 
-    value: Part
+    value: list[Part]
 
-    def result(self) -> Part:
+    def result(self) -> list[Part]:
         return self.value
 
     def cancel(self) -> bool:
@@ -112,7 +108,8 @@ class DataStream:
     tree : the TTree or RNTuple name.
     branches, exclude, max_len : the selection, as for `compute_specs`.
     specs : a `FeatureSpec` (or the path of one); computed when None.
-    chunk_size : events read and converted at a time; bounds memory.
+    chunk_size : events per chunk; a read takes at most as many (whole clusters
+        where they fit, else a part of one), so memory follows it.
     batch_size : events per batch for the Keras and tf.data adapters (a `Trainer`
         uses it unless given its own).
     shuffle : shuffle events within chunks and the order of reads, by ``seed``.
@@ -130,6 +127,11 @@ class DataStream:
         kernel only assembles chunks; at most ``prefetch`` reads are in flight.
     prefetch : reads in flight ahead of the consumer (default ``max_workers + 1``,
         or twice the Dask workers); bounds memory.
+    prefetch_bytes : bytes of converted rows held for the chunks not yet
+        yielded, read or being read (a chunk's own reads go ahead whatever
+        it says); by default a chunk's bytes (``chunk_size`` x bytes per event)
+        times the readers (threads or Dask workers, at least 2), or 64 MiB if
+        more. ``report["read_ahead"]`` gives it and the most held in the latest pass.
     on_error : ``"raise"`` (default) stops on a file that stays unreachable after
         retries; ``"skip"`` leaves it out and lists it in ``report["skipped"]``.
     retries : attempts after the first for a failing remote read, with backoff.
@@ -144,8 +146,9 @@ class DataStream:
         rows, same order); a file whose size or mtime (remote: size) changed is
         read again.
         ``report["cache"]`` says what it holds and where.
-    cache_limit : bytes of rows the cache keeps in memory; by default a quarter
-        of the memory available (the container's limit counts) when it first stores.
+    cache_limit : bytes of rows the cache keeps in memory; by default an eighth
+        of what it keeps plus the memory available (the container's limit
+        counts), asked at each store: it stops growing as other memory use grows.
     cache_dir : keep copies of remote files here, so later passes read locally.
     progress : show a progress bar while computing the spec.
     redirector : prefix for ``/store/...`` logical file names (MLaaS4HEP style).
@@ -172,6 +175,7 @@ class DataStream:
         max_workers: int = 2,
         client: Client | None = None,
         prefetch: int | None = None,
+        prefetch_bytes: int | None = None,
         on_error: str = "raise",
         retries: int = 3,
         cache: str | os.PathLike[str] | bool = "auto",
@@ -259,11 +263,13 @@ class DataStream:
             labels=[group.label for group in self.groups],
             label_branch=label,
             cut=cut,
+            cut_names=cut_names,
             aliases=aliases_of,
             seed=self.seed,
             validation_fraction=self.validation_fraction,
             retries=retries,
             cache_dir=None if cache_dir is None else str(cache_dir),
+            block=-(-self.chunk_size // _BLOCKS_PER_CHUNK),
             open_files=self._open_files,
         )
         self.classes = self._classes()
@@ -278,9 +284,15 @@ class DataStream:
             ]
             for g, group in enumerate(self.groups)
         ]
+        readers = len(client.scheduler_info()["workers"]) if client else self.max_workers
         if prefetch is None:
-            prefetch = 2 * len(client.scheduler_info()["workers"]) if client else max_workers + 1
+            prefetch = 2 * readers if client else max_workers + 1
         self.prefetch = max(1, int(prefetch))
+        if prefetch_bytes is None:
+            chunk_bytes = self.chunk_size * self._row_bytes
+            prefetch_bytes = max(chunk_bytes * max(2, readers), _PREFETCH_FLOOR)
+        self.prefetch_bytes = int(prefetch_bytes)
+        self.report["read_ahead"] = {"limit_bytes": self.prefetch_bytes, "peak_bytes": 0}
         #: shuffled passes started per split ("train", None): pass n is shuffled by (seed, n)
         self.passes: collections.Counter[str | None] = collections.Counter()
         self._pool: ThreadPoolExecutor | None = None
@@ -309,6 +321,7 @@ class DataStream:
                 max_len,
                 self.cut,
                 aliases=aliases,
+                chunk_size=self.chunk_size,
                 progress=progress,
                 client=self.client,
                 open_files=self._open_files,
@@ -370,6 +383,11 @@ class DataStream:
         return self.spec.n_features
 
     @property
+    def _row_bytes(self) -> int:
+        """Bytes of one converted event: X (float32) and mask per feature, y, split, entry."""
+        return 5 * self.n_features + 4 + 1 + 8
+
+    @property
     def n_classes(self) -> int:
         return len(self.classes)
 
@@ -403,28 +421,24 @@ class DataStream:
 
     def _assemble(
         self,
-        pieces: list[tuple[Part, Slice]],
+        segments: list[tuple[Part, int, int]],
         index: int,
         shuffle_seed: tuple[int, int] | None,
         partition: bool,
     ) -> Part:
-        """Cut each unit to its slice and join them, scattering rows to their places.
+        """Join rows ``[first, stop)`` of each block, scattering them to their places.
 
-        With ``partition``, training rows come first (shuffled with a seed) and
-        validation rows last (in read order), so either split is a view.
+        ``segments`` is emptied as the rows are copied: a block is freed as
+        soon as its last rows are in (unless held elsewhere, by the cache or
+        for a later chunk). With ``partition``, training rows come first
+        (shuffled with a seed) and validation rows last (in read order), so
+        either split is a view.
         """
-        bounds = [
-            (
-                np.searchsorted(part.rows, piece.low - piece.offset),
-                np.searchsorted(part.rows, piece.high - piece.offset),
-            )
-            for part, piece in pieces
-        ]
-        n = sum(int(hi - lo) for lo, hi in bounds)
+        n = sum(stop - first for _, first, stop in segments)
         rng = np.random.default_rng([*shuffle_seed, index]) if shuffle_seed is not None else None
         if partition:
             validation = np.concatenate(
-                [part.validation[lo:hi] for (part, _), (lo, hi) in zip(pieces, bounds, strict=True)]
+                [part.validation[first:stop] for part, first, stop in segments]
                 or [np.empty(0, bool)]
             )
             n_train = n - int(validation.sum())
@@ -434,44 +448,47 @@ class DataStream:
         else:
             place = rng.permutation(n) if rng else np.arange(n)
         chunk = Part(
-            np.empty((n, self.n_features), np.float32),
-            np.empty((n, self.n_features), bool),
+            mapped_zeros((n, self.n_features), np.float32),
+            mapped_zeros((n, self.n_features), bool),
             np.empty(n, np.float32),
             np.empty(n, bool),
             np.empty(n, np.int64),
         )
         done = 0
-        for (part, _), (lo, hi) in zip(pieces, bounds, strict=True):
-            where = place[done : done + hi - lo]
+        segments.reverse()
+        while segments:
+            part, first, stop = segments.pop()
+            where = place[done : done + stop - first]
             for name in ("x", "mask", "y", "validation", "rows"):
-                getattr(chunk, name)[where] = getattr(part, name)[lo:hi]
+                getattr(chunk, name)[where] = getattr(part, name)[first:stop]
             for key, per_row in part.nonfinite.items():
-                chunk.nonfinite.setdefault(key, np.zeros(n, np.int64))[where] = per_row[lo:hi]
-            done += hi - lo
+                chunk.nonfinite.setdefault(key, np.zeros(n, np.int64))[where] = per_row[first:stop]
+            done += stop - first
+            del part  # the block's last reference, when taken whole
         return chunk
 
-    def _submit(self, unit: Unit) -> _Pending:
+    def _submit(self, unit: Unit) -> Pending:
         if self._cache is not None:
             cached = self._cache.get(unit)
             if cached is not None:
                 return _Finished(cached)
         if self.client is not None:
-            return self.client.submit(self._reader, unit, pure=False)
+            return cast("Pending", self.client.submit(self._reader, unit, pure=False))
         if self.max_workers == 0:
             return _Finished(self._reader(unit))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="mlaas4hep-read")
         return self._pool.submit(self._reader, unit)
 
-    def _result(self, future: _Pending, unit: Unit) -> Part:
-        """The unit's rows; a file that stays unreachable raises or, with skip, gives none."""
+    def _result(self, unit: Unit, future: Pending) -> list[Part]:
+        """The unit's blocks; a file that stays unreachable raises or, with skip, gives none."""
         try:
-            part = future.result()
+            blocks = future.result()
         except SourceError as err:
             if self.on_error != "skip":
                 raise
             self.report["skipped"][unit.file] = str(err)
-            return Part.empty(self.n_features)
+            return [Part.empty(self.n_features)]
         except Exception as err:
             if self.client is None or isinstance(err, (SchemaError, EmptyDataError)):
                 raise
@@ -481,8 +498,8 @@ class DataStream:
             )
             raise RuntimeError(msg) from err
         if self._cache is not None:
-            self._cache.put(unit, part)  # on the kernel's side, with Dask too
-        return part
+            self._cache.put(unit, blocks)  # on the kernel's side, with Dask too
+        return blocks
 
     def _cache_key(self) -> str:
         """What the cached rows depend on besides the files: the reader's settings, the units."""
@@ -507,48 +524,48 @@ class DataStream:
         return {path: stamp(path) for path in self.files}
 
     def _produce(self, shuffle_seed: tuple[int, int] | None, partition: bool) -> Iterator[Part]:
-        """Chunks in order, reading units ahead (threads or Dask) with bounded read-ahead."""
+        """Chunks in order, reading units ahead (threads or Dask), bounded in count and bytes."""
         if self._cache is not None:
             for path in self._cache.begin(self._cache_key(), self._file_stamps()):
                 self._open_files.drop(path)  # changed: its open handles read the old file
         orders = self._unit_orders(shuffle_seed)
         chunks = layout(orders, self.n_chunks)
         needed = list(dict.fromkeys((g, s.unit) for chunk in chunks for g, s in chunk))
-        position = {key: i for i, key in enumerate(needed)}
         last_use = {(g, s.unit): k for k, chunk in enumerate(chunks) for g, s in chunk}
-        pending: dict[tuple[int, int], _Pending] = {}
-        results: dict[tuple[int, int], Part] = {}
-        submitted = 0
+        reads = ReadAhead(
+            needed,
+            lambda key: self._submit(orders[key[0]][key[1]]),
+            lambda key, future: self._result(orders[key[0]][key[1]], future),
+            lambda key: orders[key[0]][key[1]].size * self._row_bytes,
+            self.prefetch,
+            self.prefetch_bytes,
+        )
         self.file_progress = {
             p: (0, e) for g in self.groups for p, e in zip(g.files, g.entries, strict=True)
         }
         try:
             for k, chunk in enumerate(chunks):
                 keys = [(g, s.unit) for g, s in chunk]
-                horizon = max((position[key] for key in keys), default=submitted - 1)
-                while submitted < len(needed) and submitted <= horizon + self.prefetch - 1:
-                    key = needed[submitted]
-                    pending[key] = self._submit(orders[key[0]][key[1]])
-                    submitted += 1
-                for key in keys:
-                    if key not in results:
-                        results[key] = self._result(pending.pop(key), orders[key[0]][key[1]])
-                assembled = self._assemble(
-                    [(results[key], s) for key, (_, s) in zip(keys, chunk, strict=True)],
-                    k,
-                    shuffle_seed,
-                    partition,
-                )
+                reads.ahead(keys)
+                segments = [
+                    segment
+                    for key, (_, s) in zip(keys, chunk, strict=True)
+                    for segment in reads.take(key, s.low - s.offset, s.high - s.offset)
+                ]
+                assembled = self._assemble(segments, k, shuffle_seed, partition)
                 for key in keys:
                     if last_use[key] == k:
-                        del results[key]
+                        reads.forget(key)
                         unit = orders[key[0]][key[1]]
                         done, total = self.file_progress[unit.file]
                         self.file_progress[unit.file] = (done + unit.size, total)
+                self.report["read_ahead"]["peak_bytes"] = reads.peak
                 yield assembled
+                # a generator's locals live on while it makes the next chunk: let go of
+                # this one (here and in the generators over it), the consumer may have
+                del assembled
         finally:
-            for future in pending.values():
-                future.cancel()
+            reads.cancel()
             if self._cache is not None:
                 self.report["cache"] = self._cache.describe()
 
@@ -590,6 +607,7 @@ class DataStream:
             n_train = len(chunk.y) - int(chunk.validation.sum())
             self._note_nonfinite(counts, chunk, _rows(counted, n_train))
             yield chunk, n_train
+            del chunk
 
     def chunks(self, split: str | None = None) -> Generator[Rows, None, None]:
         """Yield ``(X, mask, y)`` chunks over the events of ``split``.
@@ -604,8 +622,11 @@ class DataStream:
             raise ValueError(msg)
         for chunk, n_train in self._pass(split, split):
             rows = _rows(split, n_train)
-            if split is None or len(chunk.y[rows]):
-                yield chunk.x[rows], chunk.mask[rows], chunk.y[rows]
+            x, mask, y = chunk.x[rows], chunk.mask[rows], chunk.y[rows]
+            del chunk
+            if split is None or len(y):
+                yield x, mask, y
+            del x, mask, y
 
     def split_chunks(
         self, pass_number: int | None = None
@@ -624,6 +645,7 @@ class DataStream:
                 (chunk.x[:n_train], chunk.mask[:n_train], chunk.y[:n_train]),
                 (chunk.x[n_train:], chunk.mask[n_train:], chunk.y[n_train:]),
             )
+            del chunk
 
     def batches(
         self, split: str | None = None, batch_size: int | None = None
