@@ -222,16 +222,25 @@ class UnitReader:
         self.__post_init__()
 
     def passing(
-        self, path: str, names: Sequence[str], start: int, stop: int, cut_names: Sequence[str] = ()
+        self,
+        path: str,
+        names: Sequence[str],
+        start: int,
+        stop: int,
+        cut_names: Sequence[str] = (),
+        with_cut: bool = True,
     ) -> tuple[dict[str, ak.Array], NDArray[np.int64]]:
-        """`read_passing` with this reader's tree, cut, aliases, retries and cache."""
+        """`read_passing` with this reader's tree, cut, aliases, retries and cache.
+
+        ``with_cut=False`` reads every entry (for columns read after the cut was evaluated).
+        """
         return read_passing(
             path,
             self.tree,
             names,
             start,
             stop,
-            cut=self.cut,
+            cut=self.cut if with_cut else None,
             cut_names=cut_names,
             aliases=self.aliases.get(path),
             retries=self.retries,
@@ -285,18 +294,7 @@ class UnitReader:
         blocks: list[Block],
     ) -> None:
         """Read columns ``names`` of the unit and convert them into ``blocks`` (then drop them)."""
-        arrays, _ = read_passing(
-            unit.file,
-            self.tree,
-            names,
-            unit.start,
-            unit.stop,
-            aliases=self.aliases.get(unit.file),
-            retries=self.retries,
-            backoff=self.backoff,
-            cache_dir=self.cache_dir,
-            open_files=self.open_files,
-        )
+        arrays, _ = self.passing(unit.file, names, unit.start, unit.stop, with_cut=False)
         if passed is not None:
             arrays = {name: array[passed] for name, array in arrays.items()}
         self._converter.fill(blocks, arrays)
