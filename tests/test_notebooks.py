@@ -228,7 +228,11 @@ def test_nothing_a_user_sees_mentions_the_ci_data_folder():
 
 REPO = NOTEBOOKS.parent
 # pyproject names whose conda-forge package is called otherwise
-CONDA_NAMES = {"matplotlib": "matplotlib-base", "tensorflow": "tensorflow-cpu"}
+CONDA_NAMES = {
+    "matplotlib": "matplotlib-base",
+    "tensorflow": "tensorflow-cpu",
+    "isal": "python-isal",
+}
 
 
 def requirement(line: str) -> tuple[str, str]:

@@ -37,3 +37,39 @@ def test_uproot_fallback_gives_the_hooks_answers(monkeypatch):
     np.testing.assert_array_equal(with_hook[0], [False, True, False, True])
     np.testing.assert_array_equal(fallback[0], with_hook[0])
     assert fallback[1].tolist() == with_hook[1].tolist() == [1, 5, 7, 5]
+
+
+def test_zlib_baskets_are_read_with_isal_and_written_as_before(tmp_path, monkeypatch):
+    import isal.isal_zlib
+    import uproot
+    import uproot.compression
+
+    from mlaas4hep_nb._compat.uproot_zlib import HOOK, decompress_zlib_with_isal
+
+    assert decompress_zlib_with_isal(), f"{HOOK} is gone or changed: zlib baskets use zlib"
+    assert uproot.compression._decompress_ZLIB.library == "isal"
+    assert uproot.ZLIB.library == "zlib", "writing must keep uproot's zlib and its levels"
+
+    rng = np.random.default_rng(3)
+    values = np.round(rng.normal(size=50_000), 3).astype(np.float32)
+    jagged = ak.unflatten(rng.normal(size=150_000).astype(np.float32), [0, 3, 2, 7] * 12_500)
+    path = tmp_path / "zlib.root"
+    with uproot.recreate(path, compression=uproot.ZLIB(4)) as file:
+        file.mktree("t", {"a": np.float32, "Jet_pt": "var * float32"})
+        file["t"].extend({"a": values, "Jet_pt": jagged})
+    calls = []
+    decompress = isal.isal_zlib.decompress
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return decompress(*args, **kwargs)
+
+    monkeypatch.setattr(isal.isal_zlib, "decompress", counted)
+    with uproot.open(path) as file:
+        assert file.file.compression == uproot.ZLIB(4)
+        basket = file["t"]["a"].basket(0)
+        assert basket.compressed_bytes < basket.uncompressed_bytes
+        read = file["t"].arrays(["a", "Jet_pt"])
+    assert calls, "uproot did not decompress with ISA-L"
+    np.testing.assert_array_equal(read["a"].to_numpy(), values)
+    assert ak.all(read["Jet_pt"] == jagged)

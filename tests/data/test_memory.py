@@ -185,6 +185,22 @@ def test_converting_into_blocks_gives_the_rows_of_one_conversion(small_clusters)
     np.testing.assert_array_equal(counts, nonfinite["a"])
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/self/maps")
+def test_local_files_are_read_not_mapped(small_clusters, one_cluster):
+    # a mapped file's pages that a pass read stay in RSS while the file is open: RSS
+    # would follow the files and their sizes, not chunk_size
+    stream = mn.DataStream({0: small_clusters, 1: one_cluster}, chunk_size=1000, **KW)
+    try:
+        rows = sum(len(y) for _, _, y in stream.chunks())
+        assert rows == 2 * EVENTS
+        assert stream._open_files._idle, "the files should still be open"
+        maps = Path("/proc/self/maps").read_text()
+        assert small_clusters not in maps
+        assert one_cluster not in maps
+    finally:
+        stream.close()
+
+
 def test_mapped_zeros_are_zeros():
     for shape in [(3, 4), (1000, 1000), (0, 5)]:
         array = mapped_zeros(shape, np.float32)
