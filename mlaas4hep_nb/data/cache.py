@@ -31,7 +31,6 @@ import numpy as np
 import psutil
 
 from .plan import Unit
-from .readahead import nbytes
 from .reader import Part
 
 __all__ = ["CACHE_MODES", "UnitCache", "available_memory", "cache_mode"]
@@ -42,7 +41,6 @@ CACHE_MODES = ("auto", "memory", "disk")
 # can take back when it has not; the rows held in memory it cannot.
 _MEMORY_SHARE = 8
 _ALIGN = 64  # byte alignment of the arrays in a unit's file
-_FIELDS = ("x", "mask", "y", "validation", "rows")
 
 
 def __dir__() -> list[str]:
@@ -109,12 +107,12 @@ class _OnDisk:
 
 
 def _arrays(part: Part) -> list[tuple[str, np.ndarray]]:
-    named = [(name, getattr(part, name)) for name in _FIELDS]
+    named = [(name, getattr(part, name)) for name in Part.FIELDS]
     return named + [("!" + key, value) for key, value in part.nonfinite.items()]
 
 
 def _nbytes(blocks: list[Part]) -> int:
-    return sum(nbytes(part) for part in blocks)
+    return sum(part.nbytes for part in blocks)
 
 
 def _write(path: str, blocks: list[Part]) -> _OnDisk:

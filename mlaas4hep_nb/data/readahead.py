@@ -17,7 +17,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .reader import Part
 
-__all__ = ["ReadAhead", "nbytes"]
+__all__ = ["ReadAhead"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -32,12 +32,6 @@ class Pending(Protocol):
     def result(self) -> list[Part]: ...
 
     def cancel(self) -> bool: ...
-
-
-def nbytes(part: Part) -> int:
-    """Bytes of a block's arrays."""
-    arrays = [part.x, part.mask, part.y, part.validation, part.rows, *part.nonfinite.values()]
-    return sum(int(array.nbytes) for array in arrays)
 
 
 class ReadAhead(Generic[K]):
@@ -85,7 +79,7 @@ class ReadAhead(Generic[K]):
             first, stop = np.searchsorted(block.rows, [low, high]).tolist()
             taken.append((block, first, stop))
         kept = [block for block, _, stop in taken if stop < len(block.rows)]
-        self._held(key, sum(nbytes(block) for block in kept))
+        self._held(key, sum(block.nbytes for block in kept))
         self._blocks[key] = kept
         return [(block, first, stop) for block, first, stop in taken if first < stop]
 
@@ -121,7 +115,7 @@ class ReadAhead(Generic[K]):
         if key not in self._blocks:
             blocks = self._result(key, self._pending.pop(key))
             self._blocks[key] = blocks
-            self._held(key, sum(nbytes(block) for block in blocks))
+            self._held(key, sum(block.nbytes for block in blocks))
         return self._blocks[key]
 
     def _held(self, key: K, size: int) -> None:

@@ -58,6 +58,15 @@ class Part:
     rows: NDArray[np.int64]
     nonfinite: dict[str, NDArray[np.int64]] = field(default_factory=dict)
 
+    #: the arrays of one value per row, besides ``nonfinite``
+    FIELDS = ("x", "mask", "y", "validation", "rows")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all its arrays."""
+        arrays = [getattr(self, name) for name in self.FIELDS] + list(self.nonfinite.values())
+        return sum(int(array.nbytes) for array in arrays)
+
     @classmethod
     def empty(cls, n_features: int) -> Part:
         return cls(

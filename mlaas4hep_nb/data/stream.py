@@ -459,7 +459,7 @@ class DataStream:
         while segments:
             part, first, stop = segments.pop()
             where = place[done : done + stop - first]
-            for name in ("x", "mask", "y", "validation", "rows"):
+            for name in Part.FIELDS:
                 getattr(chunk, name)[where] = getattr(part, name)[first:stop]
             for key, per_row in part.nonfinite.items():
                 chunk.nonfinite.setdefault(key, np.zeros(n, np.int64))[where] = per_row[first:stop]

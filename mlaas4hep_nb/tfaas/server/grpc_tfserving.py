@@ -23,7 +23,7 @@ from ..errors import RequestError
 from .grpc_methods import Backend, unary
 from .payload import check_width
 from .protos import get_model_metadata_pb2, predict_pb2
-from .tf_serving import check_selector, model_metadata
+from .tf_serving import check_selector, check_signature, model_metadata
 
 if TYPE_CHECKING:
     from .model import ServedModel
@@ -49,17 +49,6 @@ def _model(app: Backend, spec: Any) -> ServedModel:
     version = str(spec.version.value) if choice == "version" else None
     check_selector(model, version, spec.version_label if choice == "version_label" else None)
     return model
-
-
-def _signature(model: ServedModel, name: str) -> tuple[str, Signature]:
-    name = name or model.signature_name
-    signature = model.signatures.get(name)
-    if signature is None:
-        raise RequestError(
-            400,
-            f"model {model.name!r} has no signature {name!r}; it has {sorted(model.signatures)}",
-        )
-    return name, signature
 
 
 def _arrays(request: Any, signature: Signature) -> dict[str, np.ndarray]:
@@ -123,7 +112,8 @@ def tf_serving_methods(app: Backend) -> tuple[str, dict[str, grpc.RpcMethodHandl
         import tensorflow as tf
 
         model = _model(app, request.model_spec)
-        name, signature = _signature(model, request.model_spec.signature_name)
+        name = check_signature(model, request.model_spec.signature_name)
+        signature = model.signatures[name]
         outputs = await _predict(app, model, name, signature, request)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = model.name

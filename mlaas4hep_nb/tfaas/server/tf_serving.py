@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from .model import ServedModel
     from .signatures import Signature
 
-__all__ = ["PredictRequest", "check_selector", "model_metadata", "predict_request", "status"]
+__all__ = [
+    "PredictRequest",
+    "check_selector",
+    "check_signature",
+    "model_metadata",
+    "predict_request",
+    "status",
+]
 
 
 def __dir__() -> list[str]:
@@ -85,8 +92,10 @@ def model_metadata(model: ServedModel) -> dict[str, Any]:
     }
 
 
-def _signature(model: ServedModel, body: dict) -> str:
-    name = body.get("signature_name", model.signature_name)
+def check_signature(model: ServedModel, name: object) -> str:
+    """The signature ``signature_name`` names (None or "": the model's default); 400 if none."""
+    if name is None or name == "":
+        name = model.signature_name
     if not isinstance(name, str):
         raise RequestError(400, "'signature_name' must be a string")
     if name not in model.signatures:
@@ -122,7 +131,7 @@ def predict_request(model: ServedModel, body: object) -> PredictRequest:
     """
     if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
         raise RequestError(400, 'send an object with either "instances" or "inputs"')
-    signature = _signature(model, body)
+    signature = check_signature(model, body.get("signature_name"))
     names = sorted(model.signatures[signature].inputs)
     key = "instances" if "instances" in body else "inputs"
     data = body[key]
