@@ -130,8 +130,10 @@ class DataStream:
     prefetch_bytes : bytes of converted rows held for the chunks not yet
         yielded, read or being read (a chunk's own reads go ahead whatever
         it says); by default a chunk's bytes (``chunk_size`` x bytes per event)
-        times the readers (threads or Dask workers, at least 2), or 64 MiB if
-        more. ``report["read_ahead"]`` gives it and the most held in the latest pass.
+        times the readers (threads or Dask workers, at least 2), or twice the
+        largest unit's bytes (a cluster, up to 4 chunks: the next one is read
+        while its chunks are made), or 64 MiB, whichever is most.
+        ``report["read_ahead"]`` gives it and the most held in the latest pass.
     on_error : ``"raise"`` (default) stops on a file that stays unreachable after
         retries; ``"skip"`` leaves it out and lists it in ``report["skipped"]``.
     retries : attempts after the first for a failing remote read, with backoff.
@@ -290,7 +292,11 @@ class DataStream:
         self.prefetch = max(1, int(prefetch))
         if prefetch_bytes is None:
             chunk_bytes = self.chunk_size * self._row_bytes
-            prefetch_bytes = max(chunk_bytes * max(2, readers), _PREFETCH_FLOOR)
+            # room for the next unit while the chunks of the largest one are made, so
+            # that reading goes on beside them (units hold up to 4 chunks' rows)
+            largest = max((u.size for units in self._units for u in units), default=0)
+            unit_bytes = 2 * largest * self._row_bytes
+            prefetch_bytes = max(chunk_bytes * max(2, readers), unit_bytes, _PREFETCH_FLOOR)
         self.prefetch_bytes = int(prefetch_bytes)
         self.report["read_ahead"] = {"limit_bytes": self.prefetch_bytes, "peak_bytes": 0}
         #: shuffled passes started per split ("train", None): pass n is shuffled by (seed, n)

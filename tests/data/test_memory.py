@@ -14,6 +14,7 @@ import uproot
 import mlaas4hep_nb as mn
 from mlaas4hep_nb.data import cache as cache_module
 from mlaas4hep_nb.data import measure, reader
+from mlaas4hep_nb.data import stream as stream_module
 from mlaas4hep_nb.data.cache import UnitCache
 from mlaas4hep_nb.data.convert import Converter
 from mlaas4hep_nb.data.memory import mapped_zeros
@@ -102,6 +103,19 @@ def test_read_ahead_stays_within_its_bytes(small_clusters):
             "limit_bytes": budget * unit_bytes,
             "peak_bytes": most * unit_bytes,
         }
+
+
+def test_by_default_the_next_unit_is_read_beside_the_chunks_of_a_large_one(
+    small_clusters, monkeypatch
+):
+    """Units of one 500-event cluster span chunks of 200: the next is read while they are made."""
+    monkeypatch.setattr(stream_module, "_PREFETCH_FLOOR", 0)
+    stream = mn.DataStream({0: small_clusters}, chunk_size=200, max_workers=2, **KW)
+    unit_bytes = 500 * (5 * stream.n_features + 13)  # X and mask, y, split flag, entry
+    # a chunk's worth per reader would hold one unit at a time (2 x 200 events < 500)
+    assert stream.prefetch_bytes == 2 * unit_bytes
+    all_rows(stream)
+    assert stream.report["read_ahead"]["peak_bytes"] == 2 * unit_bytes
 
 
 def test_blocks_are_freed_as_chunks_take_them(small_clusters, monkeypatch):
