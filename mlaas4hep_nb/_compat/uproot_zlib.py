@@ -26,9 +26,10 @@ def decompress_zlib_with_isal() -> bool:
     import uproot.compression
 
     decompressor = getattr(uproot.compression, "_decompress_ZLIB", None)
-    if getattr(decompressor, "library", None) == "isal":
+    library = getattr(decompressor, "library", None)
+    if library == "isal":
         return True
-    if getattr(decompressor, "library", None) != "zlib":
+    if library != "zlib":
         log.info("%s is missing or not at its default: zlib baskets stay with zlib", HOOK)
         return False
     try:

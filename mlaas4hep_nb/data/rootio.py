@@ -145,7 +145,7 @@ def open_file(
         _check_local(local)
         # read with pread, not uproot's default memory map: the pages of a mapped file that
         # a pass has read stay in the process's RSS while the file is open, so that RSS
-        # grew with the files and their sizes (1.05x more for 8x the files), not chunk_size
+        # could grow with the files and their sizes, not with chunk_size
         options["handler"] = uproot.source.file.MultithreadedFileSource
         sizes = None  # a local file's (or copy's) size costs nothing
     try:
